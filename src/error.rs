@@ -1,0 +1,469 @@
+//! Errors: one [`Error`] type carrying a portable [`SocketErrorStatus`].
+//!
+//! Every failure sockloop reports says three things: *what* failed (the operation),
+//! *where* (the socket's address, when there is one) and *which status* applies, so
+//! that a program can branch on the status without parsing messages, the way
+//! `SocketError.GetStatus` is used on Windows.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+/// The portable status of a failed socket operation.
+///
+/// Values `0..=30` have the names and numbers of the Windows
+/// `Windows.Networking.Sockets.SocketErrorStatus` enumeration; values from `100` on are
+/// sockloop's own, for conditions that enumeration has no word for (a stale handle, a
+/// full write queue, an over-long frame). The enum is `#[non_exhaustive]`: more values
+/// may be added.
+///
+/// # Examples
+///
+/// ```
+/// use sockloop::SocketErrorStatus;
+///
+/// let refused = std::io::Error::from_raw_os_error(libc_econnrefused());
+/// assert_eq!(SocketErrorStatus::from_io(&refused), SocketErrorStatus::ConnectionRefused);
+/// assert_eq!(SocketErrorStatus::ConnectionRefused as u32, 12);
+/// assert!(SocketErrorStatus::ConnectionRefused.is_transient());
+/// # fn libc_econnrefused() -> i32 { 111 }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u32)]
+pub enum SocketErrorStatus {
+    /// The status is unknown.
+    Unknown = 0,
+    /// The operation was aborted.
+    OperationAborted = 1,
+    /// A bad response was received from an HTTP server.
+    HttpInvalidServerResponse = 2,
+    /// A connection timeout was exceeded.
+    ConnectionTimedOut = 3,
+    /// The address family is not supported.
+    AddressFamilyNotSupported = 4,
+    /// The socket type is not supported.
+    SocketTypeNotSupported = 5,
+    /// The host was not found.
+    HostNotFound = 6,
+    /// The name is valid but has no data of the requested type.
+    NoDataRecordOfRequestedType = 7,
+    /// A temporary name resolution failure (no authoritative answer).
+    NonAuthoritativeHostNotFound = 8,
+    /// The specified class was not found.
+    ClassTypeNotFound = 9,
+    /// The address is already in use.
+    AddressAlreadyInUse = 10,
+    /// The requested address cannot be assigned.
+    CannotAssignRequestedAddress = 11,
+    /// The connection was refused.
+    ConnectionRefused = 12,
+    /// The network is unreachable.
+    NetworkIsUnreachable = 13,
+    /// The host is unreachable.
+    UnreachableHost = 14,
+    /// The network is down.
+    NetworkIsDown = 15,
+    /// The network dropped the connection on reset.
+    NetworkDroppedConnectionOnReset = 16,
+    /// Software caused the connection to abort.
+    SoftwareCausedConnectionAbort = 17,
+    /// The connection was reset by the peer.
+    ConnectionResetByPeer = 18,
+    /// The host is down.
+    HostIsDown = 19,
+    /// No addresses were found for the name.
+    NoAddressesFound = 20,
+    /// Too many open files.
+    TooManyOpenFiles = 21,
+    /// A message was too long.
+    MessageTooLong = 22,
+    /// A certificate is outside its validity period.
+    CertificateExpired = 23,
+    /// A certificate chain ends in an untrusted root.
+    CertificateUntrustedRoot = 24,
+    /// A certificate's name does not match the host.
+    CertificateCommonNameIsIncorrect = 25,
+    /// A certificate is not valid for the requested usage.
+    CertificateWrongUsage = 26,
+    /// A certificate was revoked.
+    CertificateRevoked = 27,
+    /// Revocation could not be checked.
+    CertificateNoRevocationCheck = 28,
+    /// The revocation server was offline.
+    CertificateRevocationServerOffline = 29,
+    /// A certificate is invalid.
+    CertificateIsInvalid = 30,
+
+    /// The handle names a socket or timer that no longer exists (closed, or its slot reused).
+    InvalidHandle = 100,
+    /// An argument was invalid (a malformed host name, an unknown service, a bad option).
+    InvalidArgument = 101,
+    /// The operation does not fit the socket's state (writing before connect, after close).
+    InvalidState = 102,
+    /// The write queue is over its hard limit: nothing of this write was queued.
+    NoBufferSpaceAvailable = 103,
+    /// The peer violated the protocol (a malformed or over-long frame, bad TLS data).
+    ProtocolError = 104,
+    /// Permission denied by the system or by the reactor's capability policy.
+    AccessDenied = 105,
+    /// The operation is not supported on this system or for this socket.
+    NotSupported = 106,
+    /// A transient condition: try the same operation again later.
+    TryAgain = 107,
+}
+
+impl SocketErrorStatus {
+    /// Maps an I/O error to its status, by errno where there is one, else by kind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Error, ErrorKind};
+    /// use sockloop::SocketErrorStatus;
+    ///
+    /// let e = Error::from(ErrorKind::ConnectionReset);
+    /// assert_eq!(SocketErrorStatus::from_io(&e), SocketErrorStatus::ConnectionResetByPeer);
+    /// ```
+    pub fn from_io(error: &io::Error) -> SocketErrorStatus {
+        if let Some(errno) = error.raw_os_error() {
+            if let Some(status) = Self::from_errno(errno) {
+                return status;
+            }
+        }
+        Self::from_kind(error.kind())
+    }
+
+    /// Maps a Linux errno value, or `None` where no status fits.
+    pub fn from_errno(errno: i32) -> Option<SocketErrorStatus> {
+        use SocketErrorStatus::*;
+        Some(match errno {
+            libc::ECANCELED | libc::EINTR => OperationAborted,
+            libc::ETIMEDOUT => ConnectionTimedOut,
+            libc::EAFNOSUPPORT | libc::EPFNOSUPPORT => AddressFamilyNotSupported,
+            libc::ESOCKTNOSUPPORT | libc::EPROTONOSUPPORT | libc::EPROTOTYPE => {
+                SocketTypeNotSupported
+            }
+            libc::EADDRINUSE => AddressAlreadyInUse,
+            libc::EADDRNOTAVAIL => CannotAssignRequestedAddress,
+            libc::ECONNREFUSED => ConnectionRefused,
+            libc::ENETUNREACH => NetworkIsUnreachable,
+            libc::EHOSTUNREACH => UnreachableHost,
+            libc::ENETDOWN => NetworkIsDown,
+            libc::ENETRESET => NetworkDroppedConnectionOnReset,
+            libc::ECONNABORTED => SoftwareCausedConnectionAbort,
+            libc::ECONNRESET | libc::EPIPE => ConnectionResetByPeer,
+            libc::EHOSTDOWN => HostIsDown,
+            libc::EMFILE | libc::ENFILE => TooManyOpenFiles,
+            libc::EMSGSIZE => MessageTooLong,
+            libc::EBADF | libc::ENOTSOCK => InvalidHandle,
+            libc::EINVAL | libc::EDESTADDRREQ => InvalidArgument,
+            libc::ENOTCONN | libc::EISCONN | libc::EALREADY | libc::EINPROGRESS => InvalidState,
+            libc::ENOBUFS | libc::ENOMEM => NoBufferSpaceAvailable,
+            libc::EPROTO => ProtocolError,
+            libc::EACCES | libc::EPERM => AccessDenied,
+            libc::EOPNOTSUPP | libc::ENOPROTOOPT | libc::ENOSYS => NotSupported,
+            libc::EAGAIN => TryAgain,
+            _ => return None,
+        })
+    }
+
+    fn from_kind(kind: io::ErrorKind) -> SocketErrorStatus {
+        use io::ErrorKind as K;
+        use SocketErrorStatus::*;
+        match kind {
+            K::ConnectionRefused => ConnectionRefused,
+            K::ConnectionReset | K::BrokenPipe => ConnectionResetByPeer,
+            K::ConnectionAborted => SoftwareCausedConnectionAbort,
+            K::TimedOut => ConnectionTimedOut,
+            K::AddrInUse => AddressAlreadyInUse,
+            K::AddrNotAvailable => CannotAssignRequestedAddress,
+            K::NotConnected => InvalidState,
+            K::InvalidInput => InvalidArgument,
+            K::InvalidData | K::UnexpectedEof => ProtocolError,
+            K::PermissionDenied => AccessDenied,
+            K::Unsupported => NotSupported,
+            K::WouldBlock | K::Interrupted => TryAgain,
+            K::OutOfMemory => NoBufferSpaceAvailable,
+            _ => Unknown,
+        }
+    }
+
+    /// Whether trying again later can succeed: `true` for conditions of the network or
+    /// the peer that may pass (refused, timed out, unreachable, reset, too many files,
+    /// a full queue), `false` for errors of the program (invalid argument or handle,
+    /// wrong state) and of certificates.
+    pub fn is_transient(self) -> bool {
+        use SocketErrorStatus::*;
+        matches!(
+            self,
+            OperationAborted
+                | ConnectionTimedOut
+                | NonAuthoritativeHostNotFound
+                | AddressAlreadyInUse
+                | ConnectionRefused
+                | NetworkIsUnreachable
+                | UnreachableHost
+                | NetworkIsDown
+                | NetworkDroppedConnectionOnReset
+                | SoftwareCausedConnectionAbort
+                | ConnectionResetByPeer
+                | HostIsDown
+                | TooManyOpenFiles
+                | CertificateRevocationServerOffline
+                | NoBufferSpaceAvailable
+                | TryAgain
+        )
+    }
+}
+
+impl fmt::Display for SocketErrorStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A failed operation: its status, what was being done, on which address, and why.
+///
+/// # Examples
+///
+/// ```
+/// use sockloop::{Error, SocketErrorStatus};
+///
+/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// let err = Error::from_io("connect", refused).with_address("127.0.0.1:9".parse().unwrap());
+/// assert_eq!(err.status(), SocketErrorStatus::ConnectionRefused);
+/// assert_eq!(err.operation(), "connect");
+/// println!("{err}"); // connect failed (127.0.0.1:9): ConnectionRefused: ...
+/// ```
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    status: SocketErrorStatus,
+    operation: &'static str,
+    address: Option<SocketAddr>,
+    detail: Option<String>,
+    source: Option<io::Error>,
+}
+
+impl Error {
+    /// An error with a status and the operation that failed.
+    pub fn new(status: SocketErrorStatus, operation: &'static str) -> Error {
+        Error {
+            inner: Box::new(Inner {
+                status,
+                operation,
+                address: None,
+                detail: None,
+                source: None,
+            }),
+        }
+    }
+
+    /// An error from an I/O error; the status is derived with [`SocketErrorStatus::from_io`].
+    pub fn from_io(operation: &'static str, source: io::Error) -> Error {
+        let mut e = Error::new(SocketErrorStatus::from_io(&source), operation);
+        e.inner.source = Some(source);
+        e
+    }
+
+    /// Adds the address the operation was about.
+    #[must_use]
+    pub fn with_address(mut self, address: SocketAddr) -> Error {
+        self.inner.address = Some(address);
+        self
+    }
+
+    /// Adds a human-readable explanation.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Error {
+        self.inner.detail = Some(detail.into());
+        self
+    }
+
+    /// The portable status.
+    pub fn status(&self) -> SocketErrorStatus {
+        self.inner.status
+    }
+
+    /// The operation that failed, such as `"connect"`, `"write"` or `"parse host name"`.
+    pub fn operation(&self) -> &'static str {
+        self.inner.operation
+    }
+
+    /// The address the operation was about, when there is one.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.inner.address
+    }
+
+    /// The explanation, when there is one.
+    pub fn detail(&self) -> Option<&str> {
+        self.inner.detail.as_deref()
+    }
+
+    /// The underlying OS error, when there is one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.inner.source.as_ref()
+    }
+
+    /// Whether trying again later can succeed; see [`SocketErrorStatus::is_transient`].
+    pub fn is_transient(&self) -> bool {
+        self.inner.status.is_transient()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed", self.inner.operation)?;
+        if let Some(addr) = self.inner.address {
+            write!(f, " ({addr})")?;
+        }
+        write!(f, ": {}", self.inner.status)?;
+        if let Some(detail) = &self.inner.detail {
+            write!(f, ": {detail}")?;
+        }
+        if let Some(source) = &self.inner.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("status", &self.inner.status)
+            .field("operation", &self.inner.operation)
+            .field("address", &self.inner.address)
+            .field("detail", &self.inner.detail)
+            .field("source", &self.inner.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = match &e.inner.source {
+            Some(s) => s.kind(),
+            None => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! errno_table {
+        ($($errno:ident => $status:ident),* $(,)?) => {$(
+            assert_eq!(
+                SocketErrorStatus::from_io(&io::Error::from_raw_os_error(libc::$errno)),
+                SocketErrorStatus::$status,
+                stringify!($errno)
+            );
+        )*};
+    }
+
+    #[test]
+    fn errno_mapping() {
+        errno_table! {
+            ECONNREFUSED => ConnectionRefused,
+            ECONNRESET => ConnectionResetByPeer,
+            EPIPE => ConnectionResetByPeer,
+            ETIMEDOUT => ConnectionTimedOut,
+            EADDRINUSE => AddressAlreadyInUse,
+            EADDRNOTAVAIL => CannotAssignRequestedAddress,
+            ENETUNREACH => NetworkIsUnreachable,
+            EHOSTUNREACH => UnreachableHost,
+            ENETDOWN => NetworkIsDown,
+            ECONNABORTED => SoftwareCausedConnectionAbort,
+            EMFILE => TooManyOpenFiles,
+            ENFILE => TooManyOpenFiles,
+            EMSGSIZE => MessageTooLong,
+            EAFNOSUPPORT => AddressFamilyNotSupported,
+            EACCES => AccessDenied,
+            EINVAL => InvalidArgument,
+            ENOBUFS => NoBufferSpaceAvailable,
+            EHOSTDOWN => HostIsDown,
+        }
+        assert_eq!(
+            SocketErrorStatus::from_io(&io::Error::from_raw_os_error(libc::EXDEV)),
+            SocketErrorStatus::Unknown
+        );
+    }
+
+    #[test]
+    fn windows_numbers() {
+        use SocketErrorStatus::*;
+        let table = [
+            (Unknown, 0),
+            (OperationAborted, 1),
+            (HttpInvalidServerResponse, 2),
+            (ConnectionTimedOut, 3),
+            (AddressFamilyNotSupported, 4),
+            (SocketTypeNotSupported, 5),
+            (HostNotFound, 6),
+            (NoDataRecordOfRequestedType, 7),
+            (NonAuthoritativeHostNotFound, 8),
+            (ClassTypeNotFound, 9),
+            (AddressAlreadyInUse, 10),
+            (CannotAssignRequestedAddress, 11),
+            (ConnectionRefused, 12),
+            (NetworkIsUnreachable, 13),
+            (UnreachableHost, 14),
+            (NetworkIsDown, 15),
+            (NetworkDroppedConnectionOnReset, 16),
+            (SoftwareCausedConnectionAbort, 17),
+            (ConnectionResetByPeer, 18),
+            (HostIsDown, 19),
+            (NoAddressesFound, 20),
+            (TooManyOpenFiles, 21),
+            (MessageTooLong, 22),
+            (CertificateExpired, 23),
+            (CertificateUntrustedRoot, 24),
+            (CertificateCommonNameIsIncorrect, 25),
+            (CertificateWrongUsage, 26),
+            (CertificateRevoked, 27),
+            (CertificateNoRevocationCheck, 28),
+            (CertificateRevocationServerOffline, 29),
+            (CertificateIsInvalid, 30),
+        ];
+        for (status, n) in table {
+            assert_eq!(status as u32, n, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn transient_hint() {
+        assert!(SocketErrorStatus::ConnectionRefused.is_transient());
+        assert!(SocketErrorStatus::TooManyOpenFiles.is_transient());
+        assert!(!SocketErrorStatus::InvalidHandle.is_transient());
+        assert!(!SocketErrorStatus::CertificateExpired.is_transient());
+        assert!(!SocketErrorStatus::InvalidArgument.is_transient());
+    }
+
+    #[test]
+    fn display_names_operation_address_and_status() {
+        let e = Error::from_io("connect", io::Error::from_raw_os_error(libc::ECONNREFUSED))
+            .with_address("127.0.0.1:9".parse().unwrap());
+        let text = e.to_string();
+        assert!(text.starts_with("connect failed (127.0.0.1:9): ConnectionRefused"), "{text}");
+        assert_eq!(e.status(), SocketErrorStatus::ConnectionRefused);
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}
