@@ -4,5 +4,17 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod error;
+mod io;
+pub mod net;
+mod reactor;
 
 pub use error::{Error, Result, SocketErrorStatus};
+pub use io::inbound::Input;
+pub use net::control::{
+    KeepAlive, QualityOfService, RoundTripTimeStatistics, StreamSocketControl, StreamSocketInformation,
+    StreamSocketListenerControl,
+};
+pub use net::hostname::{resolve_service, HostName};
+pub use net::listener::{ConnectionReceived, ListenerEvent, StreamSocketListener};
+pub use net::stream::{StreamEvent, StreamSocket};
+pub use reactor::{Builder, FdEvent, FdSource, Interest, Reactor, Remote, Stats, TimerId};

@@ -1,0 +1,105 @@
+//! The only `unsafe` of the crate: Linux calls that neither std, mio nor socket2 offer.
+//!
+//! What a backend must provide:
+//! - [`tcp_info`]: round-trip-time statistics from `getsockopt(TCP_INFO)`.
+//! - [`inherited_listener`]: adopt a listening socket passed by a service manager
+//!   (`LISTEN_FDS`), after checking it is one.
+//! - [`borrow_fd`]: `AsFd` for types that only offer `AsRawFd` (the poller).
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
+
+/// The part of `struct tcp_info` sockloop reports.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TcpInfo {
+    pub(crate) rtt_us: u32,
+    pub(crate) rttvar_us: u32,
+    pub(crate) total_retrans: u32,
+}
+
+/// Reads `TCP_INFO` from a TCP socket.
+pub(crate) fn tcp_info(socket: &impl AsRawFd) -> io::Result<TcpInfo> {
+    // SAFETY: tcp_info is a plain C struct of integers; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a live, writable tcp_info and `len` holds its exact size, so the
+    // kernel writes at most `len` bytes into it; the fd is borrowed for the call only.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpInfo {
+        rtt_us: info.tcpi_rtt,
+        rttvar_us: info.tcpi_rttvar,
+        total_retrans: info.tcpi_total_retrans,
+    })
+}
+
+/// Takes ownership of inherited descriptor `fd` if it is a listening TCP socket.
+///
+/// The caller guarantees that `fd` was passed to this process to be adopted (systemd's
+/// `LISTEN_FDS` protocol) and that nothing else in the process owns it.
+pub(crate) fn inherited_listener(fd: RawFd) -> io::Result<std::net::TcpListener> {
+    // SAFETY: fcntl(F_GETFD) only queries the descriptor table; an invalid fd gives EBADF.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd is open (checked above) and stays open for the borrow, which ends
+    // before this function returns.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let sock = socket2::SockRef::from(&borrowed);
+    if sock.r#type()? != socket2::Type::STREAM || !sock.is_listener()? {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("inherited fd {fd} is not a listening stream socket"),
+        ));
+    }
+    // SAFETY: the fd is an open listening stream socket that the caller hands over to us
+    // (see above); from here on the TcpListener is its only owner and closes it.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    // SAFETY: FD_CLOEXEC keeps the adopted socket from leaking into child processes;
+    // F_SETFD on an owned, open fd has no other effect.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(listener)
+}
+
+/// Borrows the descriptor of `owner` for as long as `owner` is borrowed.
+pub(crate) fn borrow_fd(owner: &impl AsRawFd) -> BorrowedFd<'_> {
+    // SAFETY: `owner` keeps its descriptor open for its whole life, and the returned
+    // borrow cannot outlive the borrow of `owner`.
+    unsafe { BorrowedFd::borrow_raw(owner.as_raw_fd()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_info_on_a_loopback_connection() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let info = tcp_info(&c).unwrap();
+        assert!(info.rtt_us > 0 && info.rtt_us < 1_000_000, "{info:?}");
+        let f = std::fs::File::open("/dev/null").unwrap();
+        assert!(tcp_info(&f).is_err());
+    }
+
+    #[test]
+    fn inherited_listener_rejects_other_fds() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        assert!(inherited_listener(f.as_raw_fd()).is_err());
+        assert!(inherited_listener(100_000).is_err());
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(inherited_listener(c.as_raw_fd()).is_err());
+    }
+}

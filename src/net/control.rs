@@ -1,0 +1,312 @@
+//! Socket options (set before connecting or binding) and socket information.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use socket2::{SockRef, Socket, TcpKeepalive};
+
+use crate::net::hostname::HostName;
+
+/// Quality of service for a stream socket, as on Windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QualityOfService {
+    /// The system's default.
+    #[default]
+    Normal,
+    /// Latency first: packets are marked Expedited Forwarding (DSCP 46) and Nagle's
+    /// algorithm is off whatever [`StreamSocketControl::no_delay`] says.
+    LowLatency,
+}
+
+/// TCP keep-alive probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub retries: u32,
+}
+
+impl Default for KeepAlive {
+    fn default() -> KeepAlive {
+        KeepAlive {
+            idle: Duration::from_secs(60),
+            interval: Duration::from_secs(10),
+            retries: 6,
+        }
+    }
+}
+
+/// Options of a stream socket, set before it connects (`StreamSocketControl` on Windows).
+///
+/// The defaults suit interactive traffic: Nagle's algorithm is off, connection attempts
+/// to several addresses race (Happy Eyeballs), and a connection attempt gives up after
+/// 30 seconds.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockloop::{KeepAlive, QualityOfService, StreamSocketControl};
+///
+/// let control = StreamSocketControl::new()
+///     .keep_alive(Some(KeepAlive::default()))
+///     .quality_of_service(QualityOfService::LowLatency)
+///     .connect_timeout(Duration::from_secs(5));
+/// assert!(control.get_no_delay());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSocketControl {
+    no_delay: bool,
+    keep_alive: Option<KeepAlive>,
+    outbound_buffer_size: Option<usize>,
+    inbound_buffer_size: Option<usize>,
+    hop_limit: Option<u32>,
+    qos: QualityOfService,
+    serialize: bool,
+    connect_timeout: Duration,
+}
+
+impl Default for StreamSocketControl {
+    fn default() -> StreamSocketControl {
+        StreamSocketControl {
+            no_delay: true,
+            keep_alive: None,
+            outbound_buffer_size: None,
+            inbound_buffer_size: None,
+            hop_limit: None,
+            qos: QualityOfService::Normal,
+            serialize: false,
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl StreamSocketControl {
+    /// The defaults.
+    pub fn new() -> StreamSocketControl {
+        StreamSocketControl::default()
+    }
+
+    /// Disables Nagle's algorithm (`TCP_NODELAY`); on by default.
+    #[must_use]
+    pub fn no_delay(mut self, on: bool) -> Self {
+        self.no_delay = on;
+        self
+    }
+
+    /// Enables keep-alive probes with the given timing, or disables them (the default).
+    #[must_use]
+    pub fn keep_alive(mut self, keep_alive: Option<KeepAlive>) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    /// The kernel send buffer size (`SO_SNDBUF`); the system default if `None`.
+    #[must_use]
+    pub fn outbound_buffer_size(mut self, bytes: Option<usize>) -> Self {
+        self.outbound_buffer_size = bytes;
+        self
+    }
+
+    /// The kernel receive buffer size (`SO_RCVBUF`); the system default if `None`.
+    #[must_use]
+    pub fn inbound_buffer_size(mut self, bytes: Option<usize>) -> Self {
+        self.inbound_buffer_size = bytes;
+        self
+    }
+
+    /// The hop limit of outgoing unicast packets (IPv4 TTL, IPv6 unicast hops).
+    #[must_use]
+    pub fn outbound_unicast_hop_limit(mut self, hops: Option<u32>) -> Self {
+        self.hop_limit = hops;
+        self
+    }
+
+    /// The quality of service.
+    #[must_use]
+    pub fn quality_of_service(mut self, qos: QualityOfService) -> Self {
+        self.qos = qos;
+        self
+    }
+
+    /// Tries the resolved addresses one after the other, each to its end, instead of
+    /// racing them 250 ms apart (RFC 8305).
+    #[must_use]
+    pub fn serialize_connection_attempts(mut self, on: bool) -> Self {
+        self.serialize = on;
+        self
+    }
+
+    /// How long a connection may take, name resolution and all attempts included.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Whether Nagle's algorithm is disabled.
+    pub fn get_no_delay(&self) -> bool {
+        self.no_delay || self.qos == QualityOfService::LowLatency
+    }
+
+    /// Whether connection attempts are serialized.
+    pub fn get_serialize_connection_attempts(&self) -> bool {
+        self.serialize
+    }
+
+    /// The connect timeout.
+    pub fn get_connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Options that must be set before `connect` (buffer sizes, TTL, TOS).
+    pub(crate) fn apply_before_connect(&self, socket: &Socket, addr: &SocketAddr) -> io::Result<()> {
+        if let Some(n) = self.outbound_buffer_size {
+            socket.set_send_buffer_size(n)?;
+        }
+        if let Some(n) = self.inbound_buffer_size {
+            socket.set_recv_buffer_size(n)?;
+        }
+        if let Some(hops) = self.hop_limit {
+            if addr.is_ipv4() {
+                socket.set_ttl_v4(hops)?;
+            } else {
+                socket.set_unicast_hops_v6(hops)?;
+            }
+        }
+        if self.qos == QualityOfService::LowLatency {
+            // DSCP 46 (Expedited Forwarding) in the upper six bits of the TOS byte.
+            const EF: u32 = 46 << 2;
+            if addr.is_ipv4() {
+                socket.set_tos_v4(EF)?;
+            } else {
+                socket.set_tclass_v6(EF)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Options that apply to a connected socket (also used for accepted ones).
+    pub(crate) fn apply_connected(&self, socket: SockRef<'_>) -> io::Result<()> {
+        socket.set_tcp_nodelay(self.get_no_delay())?;
+        if let Some(ka) = self.keep_alive {
+            let params = TcpKeepalive::new()
+                .with_time(ka.idle)
+                .with_interval(ka.interval)
+                .with_retries(ka.retries);
+            socket.set_tcp_keepalive(&params)?;
+        }
+        Ok(())
+    }
+
+    /// Everything, for sockets that are already connected (accepted or adopted).
+    pub(crate) fn apply_all(&self, socket: SockRef<'_>, addr: &SocketAddr) -> io::Result<()> {
+        let owned: &Socket = &socket;
+        self.apply_before_connect(owned, addr)?;
+        self.apply_connected(socket)
+    }
+}
+
+/// Options of a listener, set before it binds.
+///
+/// # Examples
+///
+/// ```
+/// use sockloop::{StreamSocketControl, StreamSocketListenerControl};
+///
+/// let control = StreamSocketListenerControl::new()
+///     .backlog(4096)
+///     .reuse_port(true) // one listener per reactor, one reactor per core
+///     .accepted(StreamSocketControl::new().no_delay(true));
+/// # let _ = control;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSocketListenerControl {
+    pub(crate) backlog: i32,
+    pub(crate) reuse_port: bool,
+    pub(crate) only_ipv6: bool,
+    pub(crate) accepted: StreamSocketControl,
+}
+
+impl Default for StreamSocketListenerControl {
+    fn default() -> Self {
+        StreamSocketListenerControl {
+            backlog: 1024,
+            reuse_port: false,
+            only_ipv6: false,
+            accepted: StreamSocketControl::default(),
+        }
+    }
+}
+
+impl StreamSocketListenerControl {
+    /// The defaults: a backlog of 1024, no port sharing, dual-stack IPv6 sockets.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The length of the queue of connections not yet accepted (capped by the
+    /// system's `net.core.somaxconn`).
+    #[must_use]
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog.min(i32::MAX as u32) as i32;
+        self
+    }
+
+    /// `SO_REUSEPORT`: several listeners (typically one per thread, each with its own
+    /// reactor) share the port and the kernel spreads connections among them.
+    #[must_use]
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// On an IPv6 address, accept IPv6 only (`IPV6_V6ONLY`); by default an IPv6
+    /// wildcard listener also accepts IPv4.
+    #[must_use]
+    pub fn only_ipv6(mut self, on: bool) -> Self {
+        self.only_ipv6 = on;
+        self
+    }
+
+    /// The options applied to every accepted socket.
+    #[must_use]
+    pub fn accepted(mut self, control: StreamSocketControl) -> Self {
+        self.accepted = control;
+        self
+    }
+}
+
+/// Round-trip-time statistics of a TCP connection, from the kernel (`TCP_INFO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoundTripTimeStatistics {
+    /// The smoothed round-trip time.
+    pub smoothed: Duration,
+    /// Its mean deviation.
+    pub variance: Duration,
+    /// Segments retransmitted over the connection's life.
+    pub retransmissions: u32,
+}
+
+/// What is known about a stream socket (`StreamSocketInformation` on Windows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamSocketInformation {
+    /// The local address, once connected.
+    pub local_address: Option<SocketAddr>,
+    /// The remote address, once connected.
+    pub remote_address: Option<SocketAddr>,
+    /// The host name the socket was asked to connect to, or the remote address of an
+    /// accepted socket.
+    pub remote_host_name: Option<HostName>,
+    /// Round-trip-time statistics, once connected.
+    pub round_trip_time: Option<RoundTripTimeStatistics>,
+    /// Bytes accepted by `write` and not yet taken by the kernel.
+    pub queued_bytes: usize,
+}

@@ -1,0 +1,369 @@
+//! `StreamSocketListener`: accepts TCP connections.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::Interest;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use crate::error::Error;
+use crate::io::sys;
+use crate::net::control::{StreamSocketControl, StreamSocketListenerControl};
+use crate::net::hostname::{resolve_blocking, resolve_service, HostName};
+use crate::net::stream::StreamSocket;
+use crate::reactor::{stale, Key, Reactor, Source, TimerAction};
+
+/// How long to wait before accepting again after running out of file descriptors.
+const FD_RETRY: Duration = Duration::from_millis(100);
+
+/// A TCP listener: a `Copy` handle to a listening socket owned by a [`Reactor`].
+///
+/// # Examples
+///
+/// An echo server:
+///
+/// ```no_run
+/// use sockloop::{ListenerEvent, Reactor, StreamEvent, StreamSocketListener};
+///
+/// let mut reactor = Reactor::<()>::new()?;
+/// StreamSocketListener::bind_service_name(&mut reactor, "7007", |reactor, _, _listener, event| {
+///     if let ListenerEvent::ConnectionReceived(conn) = event {
+///         conn.socket.set_handler(reactor, |reactor, _, socket, event| {
+///             if let StreamEvent::Received(mut input) = event {
+///                 let _ = socket.write(reactor, input.bytes());
+///                 input.consume_all();
+///             }
+///         }).unwrap();
+///     }
+/// })?;
+/// reactor.run(&mut ())?;
+/// # Ok::<(), sockloop::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamSocketListener(pub(crate) Key);
+
+impl fmt::Debug for StreamSocketListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamSocketListener({}v{})", self.0.index, self.0.gen)
+    }
+}
+
+/// A connection accepted by a listener.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ConnectionReceived {
+    /// The new socket. It has no handler yet: give it one with
+    /// [`StreamSocket::set_handler`]. Bytes that arrive before are kept (up to the
+    /// reactor's inbound limit) and delivered to it.
+    pub socket: StreamSocket,
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// The local address the connection came in on.
+    pub local: SocketAddr,
+}
+
+/// What happened on a listener.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ListenerEvent {
+    /// A connection came in (`ConnectionReceived` on Windows).
+    ConnectionReceived(ConnectionReceived),
+    /// The listener is closed; the last event.
+    Closed(Result<(), Error>),
+}
+
+pub(crate) type ListenerHandler<S> = Box<dyn FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent)>;
+
+pub(crate) struct ListenerState<S: 'static> {
+    io: TcpListener,
+    handler: Option<ListenerHandler<S>>,
+    accepted: StreamSocketControl,
+    local: SocketAddr,
+    /// Out of file descriptors: waiting for the retry timer.
+    retry: Option<Key>,
+    queued_ready: bool,
+}
+
+impl StreamSocketListener {
+    /// Listens on `service` (a port number, `"0"` for any, or a service name) on every
+    /// local address, IPv6 and IPv4.
+    ///
+    /// # Errors
+    ///
+    /// Unknown service name (`InvalidArgument`), port taken (`AddressAlreadyInUse`),
+    /// privileged port (`AccessDenied`).
+    pub fn bind_service_name<S: 'static>(
+        reactor: &mut Reactor<S>,
+        service: &str,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + 'static,
+    ) -> Result<StreamSocketListener, Error> {
+        Self::bind_with(reactor, None, service, &StreamSocketListenerControl::default(), handler)
+    }
+
+    /// Listens on one local address (`127.0.0.1`, `::1`, an interface's address) and
+    /// `service`. A name is resolved at once, blocking (it is meant for `localhost`):
+    /// use an address literal in latency-sensitive code.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind_service_name`](Self::bind_service_name), plus resolution errors and
+    /// `CannotAssignRequestedAddress` for an address that is not local.
+    pub fn bind_endpoint<S: 'static>(
+        reactor: &mut Reactor<S>,
+        host: &HostName,
+        service: &str,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + 'static,
+    ) -> Result<StreamSocketListener, Error> {
+        Self::bind_with(reactor, Some(host), service, &StreamSocketListenerControl::default(), handler)
+    }
+
+    /// Listens with explicit options: backlog, `SO_REUSEPORT`, options of accepted
+    /// sockets. `host` `None` means every local address.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind_endpoint`](Self::bind_endpoint).
+    pub fn bind_with<S: 'static>(
+        reactor: &mut Reactor<S>,
+        host: Option<&HostName>,
+        service: &str,
+        control: &StreamSocketListenerControl,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + 'static,
+    ) -> Result<StreamSocketListener, Error> {
+        let port = resolve_service(service)?;
+        let addr = match host {
+            None => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+            Some(h) => resolve_blocking(h, port)?[0],
+        };
+        let listener = match bind_socket(addr, control) {
+            // No IPv6 on this machine: fall back to the IPv4 wildcard.
+            Err(e) if host.is_none() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                bind_socket(SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port), control)
+            }
+            other => other,
+        }
+        .map_err(|e| Error::from_io("listen", e).with_address(addr))?;
+        reactor.add_listener(listener, control.accepted.clone(), Box::new(handler))
+    }
+
+    /// Adopts a listening `std` socket (made non-blocking here). Accepted sockets get
+    /// the default [`StreamSocketControl`].
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be made non-blocking or registered.
+    pub fn from_std<S: 'static>(
+        reactor: &mut Reactor<S>,
+        listener: std::net::TcpListener,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + 'static,
+    ) -> Result<StreamSocketListener, Error> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::from_io("adopt listener", e))?;
+        reactor.add_listener(listener, StreamSocketControl::default(), Box::new(handler))
+    }
+
+    /// Adopts the listening sockets a service manager passed to this process
+    /// (systemd socket activation: `LISTEN_PID` names this process, `LISTEN_FDS`
+    /// counts descriptors from 3 on). Each gets a clone of `handler`. Returns an empty
+    /// list when the variables are absent or meant for another process.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if a passed descriptor is not a listening TCP socket.
+    pub fn from_listen_fds<S: 'static, H>(reactor: &mut Reactor<S>, handler: H) -> Result<Vec<StreamSocketListener>, Error>
+    where
+        H: FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + Clone + 'static,
+    {
+        let pid_ok = std::env::var("LISTEN_PID").ok().and_then(|p| p.trim().parse::<u32>().ok()) == Some(std::process::id());
+        let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.trim().parse::<i32>().ok());
+        let (true, Some(count)) = (pid_ok, count) else {
+            return Ok(Vec::new());
+        };
+        const FIRST: i32 = 3;
+        let mut out = Vec::new();
+        for fd in FIRST..FIRST.saturating_add(count.clamp(0, 1024)) {
+            let listener = sys::inherited_listener(fd).map_err(|e| {
+                Error::from_io("adopt inherited listener", e).with_detail(format!("LISTEN_FDS descriptor {fd}"))
+            })?;
+            out.push(Self::from_std(reactor, listener, handler.clone())?);
+        }
+        Ok(out)
+    }
+
+    /// The local address, with the port the system chose for `"0"`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if closed.
+    pub fn local_address<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<SocketAddr, Error> {
+        match reactor.sources.get(self.0) {
+            Some(Source::Listener(l)) => Ok(l.local),
+            _ => Err(stale("local address")),
+        }
+    }
+
+    /// Stops listening; the handler gets `Closed(Ok(()))`. Accepted sockets are not
+    /// affected.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if already closed.
+    pub fn close<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
+        match reactor.sources.get(self.0) {
+            Some(Source::Listener(_)) => {
+                reactor.deferred.push_back(crate::reactor::Deferred::Finish(self.0, Ok(())));
+                Ok(())
+            }
+            _ => Err(stale("close listener")),
+        }
+    }
+}
+
+fn bind_socket(addr: SocketAddr, control: &StreamSocketListenerControl) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if control.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(control.only_ipv6)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(control.backlog)?;
+    Ok(socket.into())
+}
+
+impl<S: 'static> Reactor<S> {
+    fn add_listener(
+        &mut self,
+        listener: std::net::TcpListener,
+        accepted: StreamSocketControl,
+        handler: ListenerHandler<S>,
+    ) -> Result<StreamSocketListener, Error> {
+        let local = listener.local_addr().map_err(|e| Error::from_io("listen", e))?;
+        let state = ListenerState {
+            io: TcpListener::from_std(listener),
+            handler: Some(handler),
+            accepted,
+            local,
+            retry: None,
+            queued_ready: false,
+        };
+        let key = self.sources.insert(Source::Listener(Box::new(state)));
+        if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
+            if let Err(e) = self.poll.registry().register(&mut l.io, key.token(), Interest::READABLE) {
+                self.sources.remove(key);
+                return Err(Error::from_io("register listener", e).with_address(local));
+            }
+        }
+        self.live += 1;
+        log::debug!("listener {key:?} on {local}");
+        Ok(StreamSocketListener(key))
+    }
+
+    /// Accepts until `WouldBlock`, the per-turn budget, or fd exhaustion.
+    pub(crate) fn listener_ready(&mut self, state: &mut S, key: Key) {
+        for _ in 0..self.config.accept_budget {
+            let Some(Source::Listener(l)) = self.sources.get_mut(key) else {
+                return;
+            };
+            if l.retry.is_some() {
+                return; // waiting for file descriptors; the retry timer resumes
+            }
+            match l.io.accept() {
+                Ok((io, remote)) => self.accepted(state, key, io, remote),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) => {
+                    self.stats.accept_fd_exhausted += 1;
+                    log::warn!("listener on {}: {e}; accepting again in {FD_RETRY:?}", l.local);
+                    let timer = self.set_internal_timer(FD_RETRY, TimerAction::AcceptRetry(key));
+                    if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
+                        l.retry = Some(timer);
+                    }
+                    return;
+                }
+                // The connection died in the backlog, or a transient kernel shortage:
+                // skip it and go on.
+                Err(e) => log::debug!("listener on {}: accept: {e}", l.local),
+            }
+        }
+        self.mark_listener_ready(key);
+    }
+
+    fn mark_listener_ready(&mut self, key: Key) {
+        if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
+            if !l.queued_ready {
+                l.queued_ready = true;
+                self.ready.push(key);
+            }
+        }
+    }
+
+    pub(crate) fn listener_served(&mut self, key: Key) {
+        if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
+            l.queued_ready = false;
+        }
+    }
+
+    pub(crate) fn accept_retry(&mut self, state: &mut S, key: Key) {
+        if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
+            l.retry = None;
+            self.listener_ready(state, key);
+        }
+    }
+
+    fn accepted(&mut self, state: &mut S, key: Key, io: mio::net::TcpStream, remote: SocketAddr) {
+        let Some(Source::Listener(l)) = self.sources.get_mut(key) else {
+            return;
+        };
+        let local = io.local_addr().unwrap_or(l.local);
+        if let Err(e) = l.accepted.apply_all(SockRef::from(&io), &remote) {
+            log::debug!("accepted {remote}: could not apply socket options: {e}");
+        }
+        let socket = match self.add_stream(io, None) {
+            Ok(socket) => socket,
+            Err(e) => return log::debug!("accepted {remote}: {e}"),
+        };
+        if let Some(Source::Stream(st)) = self.sources.get_mut(socket) {
+            st.host = Some(HostName::from(remote.ip()));
+        }
+        self.stats.accepted += 1;
+        let event = ListenerEvent::ConnectionReceived(ConnectionReceived {
+            socket: StreamSocket(socket),
+            remote,
+            local,
+        });
+        self.call_listener(state, key, event);
+    }
+
+    fn call_listener(&mut self, state: &mut S, key: Key, event: ListenerEvent) {
+        let Some(Source::Listener(l)) = self.sources.get_mut(key) else {
+            return;
+        };
+        let Some(mut handler) = l.handler.take() else { return };
+        let was = std::mem::replace(&mut self.dispatching, true);
+        handler(self, state, StreamSocketListener(key), event);
+        self.dispatching = was;
+        if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
+            l.handler.get_or_insert(handler);
+        }
+    }
+
+    pub(crate) fn finish_listener(&mut self, state: &mut S, key: Key, result: Result<(), Error>) {
+        let Some(Source::Listener(mut l)) = self.sources.remove(key) else {
+            return;
+        };
+        self.live -= 1;
+        self.cancel_internal_timer(l.retry.take());
+        let _ = self.poll.registry().deregister(&mut l.io);
+        if let Some(mut handler) = l.handler.take() {
+            let was = std::mem::replace(&mut self.dispatching, true);
+            handler(self, state, StreamSocketListener(key), ListenerEvent::Closed(result));
+            self.dispatching = was;
+        }
+    }
+}

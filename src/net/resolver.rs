@@ -1,0 +1,322 @@
+//! Name resolution off the loop, and connection plans (RFC 8305, Happy Eyeballs v2).
+//!
+//! Names are resolved by `getaddrinfo` on one helper thread, started the first time a
+//! name (not an address literal) is connected to; results come back through a channel
+//! and the reactor's waker, so the loop never blocks on DNS. The thread ends when the
+//! reactor is dropped.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::{Interest, Waker};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use crate::error::{Error, SocketErrorStatus};
+use crate::net::control::StreamSocketControl;
+use crate::net::hostname::{interleave_families, resolve_blocking, HostName};
+use crate::net::stream::{Phase, StreamEvent, StreamSocket};
+use crate::reactor::{Deferred, Key, Reactor, Source, TimerAction};
+
+/// The delay between two connection attempts (RFC 8305 §5 recommends 250 ms).
+pub(crate) const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+type Answer = (Key, Result<Vec<SocketAddr>, Error>);
+
+pub(crate) struct Resolver {
+    requests: Sender<(Key, HostName, u16)>,
+    answers: Receiver<Answer>,
+}
+
+impl Resolver {
+    fn start(waker: Arc<Waker>) -> io::Result<Resolver> {
+        let (requests, jobs) = mpsc::channel::<(Key, HostName, u16)>();
+        let (done, answers) = mpsc::channel();
+        thread::Builder::new()
+            .name("sockloop-resolver".into())
+            .spawn(move || {
+                for (key, host, port) in jobs {
+                    let answer = resolve_blocking(&host, port);
+                    if done.send((key, answer)).is_err() {
+                        return;
+                    }
+                    let _ = waker.wake();
+                }
+            })?;
+        Ok(Resolver { requests, answers })
+    }
+}
+
+/// One connection attempt: a socket connecting to one address.
+pub(crate) struct Attempt {
+    io: TcpStream,
+    addr: SocketAddr,
+}
+
+/// The state of a socket that is resolving or connecting.
+pub(crate) struct Connecting {
+    control: StreamSocketControl,
+    addrs: Vec<SocketAddr>,
+    next: usize,
+    attempts: Vec<Attempt>,
+    last_error: Option<Error>,
+    pub(crate) stagger: Option<Key>,
+    pub(crate) timeout: Option<Key>,
+}
+
+impl<S: 'static> Reactor<S> {
+    pub(crate) fn begin_connect(&mut self, key: Key, host: &HostName, port: u16, control: &StreamSocketControl) {
+        let timeout = self.set_internal_timer(control.get_connect_timeout(), TimerAction::ConnectTimeout(key));
+        let mut plan = Box::new(Connecting {
+            control: control.clone(),
+            addrs: Vec::new(),
+            next: 0,
+            attempts: Vec::new(),
+            last_error: None,
+            stagger: None,
+            timeout: Some(timeout),
+        });
+        let literal = host.socket_addr(port);
+        if let Some(addr) = literal {
+            plan.addrs.push(addr);
+        }
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            st.connect = Some(plan);
+        }
+        if literal.is_some() {
+            self.start_connecting(key);
+            return;
+        }
+        log::debug!("stream {key:?}: resolving {host}");
+        if let Err(e) = self.request_resolution(key, host.clone(), port) {
+            self.fail_connect(key, e);
+        }
+    }
+
+    fn request_resolution(&mut self, key: Key, host: HostName, port: u16) -> Result<(), Error> {
+        if self.resolver.is_none() {
+            let resolver = Resolver::start(self.waker()).map_err(|e| Error::from_io("start resolver thread", e))?;
+            self.resolver = Some(resolver);
+        }
+        let sent = self.resolver.as_ref().map(|r| r.requests.send((key, host, port)));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => {
+                self.resolver = None;
+                Err(Error::new(SocketErrorStatus::Unknown, "resolve host name").with_detail("the resolver thread is gone"))
+            }
+        }
+    }
+
+    /// Takes the resolver's answers and starts connecting.
+    pub(crate) fn resolved(&mut self) {
+        loop {
+            let Some(resolver) = &self.resolver else { return };
+            let Ok((key, answer)) = resolver.answers.try_recv() else {
+                return;
+            };
+            let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+                continue;
+            };
+            if st.phase != Phase::Resolving {
+                continue;
+            }
+            match (answer, st.connect.as_mut()) {
+                (Ok(addrs), Some(plan)) => {
+                    log::debug!("stream {key:?}: resolved to {addrs:?}");
+                    plan.addrs = interleave_families(addrs, true);
+                    self.start_connecting(key);
+                }
+                (Err(e), _) => self.fail_connect(key, e),
+                (Ok(_), None) => {}
+            }
+        }
+    }
+
+    fn start_connecting(&mut self, key: Key) {
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            st.phase = Phase::Connecting;
+        }
+        self.next_attempt(key);
+    }
+
+    /// Starts the next attempt (and, when racing, arms the timer for the one after).
+    /// With no address left and no attempt running, the connection fails.
+    fn next_attempt(&mut self, key: Key) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        let Some(plan) = st.connect.as_mut() else { return };
+        while plan.next < plan.addrs.len() {
+            let addr = plan.addrs[plan.next];
+            plan.next += 1;
+            match start_attempt(&plan.control, addr, self.poll.registry(), key) {
+                Ok(io) => {
+                    log::debug!("stream {key:?}: connecting to {addr}");
+                    plan.attempts.push(Attempt { io, addr });
+                    break;
+                }
+                Err(e) => plan.last_error = Some(e),
+            }
+        }
+        let more = plan.next < plan.addrs.len();
+        let race = !plan.control.get_serialize_connection_attempts();
+        if plan.attempts.is_empty() {
+            let err = plan.last_error.take().unwrap_or_else(|| {
+                Error::new(SocketErrorStatus::NoAddressesFound, "connect").with_detail("no address to connect to")
+            });
+            self.fail_connect(key, err);
+        } else if more && race {
+            let timer = self.set_internal_timer(ATTEMPT_DELAY, TimerAction::ConnectStagger(key));
+            if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+                if let Some(plan) = st.connect.as_mut() {
+                    plan.stagger = Some(timer);
+                }
+            }
+        }
+    }
+
+    fn fail_connect(&mut self, key: Key, err: Error) {
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            if st.phase != Phase::Closed {
+                st.phase = Phase::Closed;
+                self.deferred.push_back(Deferred::Finish(key, Err(err)));
+            }
+        }
+    }
+
+    /// The stagger timer fired: race one more address.
+    pub(crate) fn connect_stagger(&mut self, key: Key) {
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            if let (Phase::Connecting, Some(plan)) = (st.phase, st.connect.as_mut()) {
+                plan.stagger = None;
+                self.next_attempt(key);
+            }
+        }
+    }
+
+    pub(crate) fn connect_timed_out(&mut self, key: Key) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        if !matches!(st.phase, Phase::Resolving | Phase::Connecting) {
+            return;
+        }
+        let mut err = Error::new(SocketErrorStatus::ConnectionTimedOut, "connect");
+        if let Some(plan) = st.connect.as_mut() {
+            plan.timeout = None;
+            let tried: Vec<String> = plan.addrs[..plan.next].iter().map(|a| a.to_string()).collect();
+            err = err.with_detail(format!("no connection within {:?} (tried: {})", plan.control.get_connect_timeout(), tried.join(", ")));
+            if let Some(a) = plan.attempts.first() {
+                err = err.with_address(a.addr);
+            }
+        }
+        st.connect = None;
+        self.fail_connect(key, err);
+    }
+
+    /// A connecting socket became ready: see which attempts failed or won.
+    pub(crate) fn check_connect(&mut self, state: &mut S, key: Key, readable: bool) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        let Some(plan) = st.connect.as_mut() else { return };
+        let mut winner = None;
+        let mut i = 0;
+        while i < plan.attempts.len() {
+            match attempt_status(&plan.attempts[i]) {
+                Ok(true) => {
+                    winner = Some(plan.attempts.swap_remove(i));
+                    break;
+                }
+                Ok(false) => i += 1,
+                Err(e) => {
+                    let mut failed = plan.attempts.swap_remove(i);
+                    log::debug!("stream {key:?}: attempt to {} failed: {e}", failed.addr);
+                    let _ = self.poll.registry().deregister(&mut failed.io);
+                    plan.last_error = Some(Error::from_io("connect", e).with_address(failed.addr));
+                }
+            }
+        }
+        let Some(won) = winner else {
+            if plan.attempts.is_empty() {
+                // Every running attempt failed: RFC 8305 starts the next one at once.
+                let stagger = plan.stagger.take();
+                self.cancel_internal_timer(stagger);
+                self.next_attempt(key);
+            }
+            return;
+        };
+        let plan = st.connect.take();
+        if let Some(plan) = &plan {
+            for loser in &plan.attempts {
+                let _ = self.poll.registry().deregister(&mut mio::unix::SourceFd(&loser.io.as_raw_fd()));
+            }
+        }
+        if let Err(e) = plan.as_ref().map_or(Ok(()), |p| p.control.apply_connected(SockRef::from(&won.io))) {
+            log::debug!("stream {key:?}: could not apply socket options: {e}");
+        }
+        log::debug!("stream {key:?}: connected to {}", won.addr);
+        st.io = Some(won.io);
+        st.phase = Phase::Open;
+        let queued = !st.out.is_empty();
+        if let Some(plan) = plan {
+            self.cancel_internal_timer(plan.stagger);
+            self.cancel_internal_timer(plan.timeout);
+        }
+        self.connected(state, key, queued, readable);
+    }
+
+    fn connected(&mut self, state: &mut S, key: Key, queued: bool, readable: bool) {
+        if queued {
+            self.flush_stream(key);
+        }
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        let Some(mut handler) = st.handler.take() else { return };
+        let was = std::mem::replace(&mut self.dispatching, true);
+        handler(self, state, StreamSocket(key), StreamEvent::Connected);
+        self.dispatching = was;
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            st.handler.get_or_insert(handler);
+        }
+        if readable {
+            self.stream_read(state, key);
+        }
+    }
+}
+
+/// `Ok(true)` connected, `Ok(false)` still connecting, `Err` failed.
+fn attempt_status(attempt: &Attempt) -> io::Result<bool> {
+    if let Some(e) = attempt.io.take_error()? {
+        return Err(e);
+    }
+    match attempt.io.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn start_attempt(control: &StreamSocketControl, addr: SocketAddr, registry: &mio::Registry, key: Key) -> Result<TcpStream, Error> {
+    let fail = |e: io::Error| Error::from_io("connect", e).with_address(addr);
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP)).map_err(fail)?;
+    control.apply_before_connect(&socket, &addr).map_err(fail)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(fail(e)),
+    }
+    let mut io = TcpStream::from_std(socket.into());
+    registry
+        .register(&mut io, key.token(), Interest::READABLE | Interest::WRITABLE)
+        .map_err(fail)?;
+    Ok(io)
+}

@@ -1,0 +1,777 @@
+//! `StreamSocket`: a TCP connection driven by the reactor.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::Interest;
+use socket2::SockRef;
+
+use crate::error::{Error, SocketErrorStatus};
+use crate::io::inbound::Input;
+use crate::io::outbound::Outbound;
+use crate::io::sys;
+use crate::net::control::{RoundTripTimeStatistics, StreamSocketControl, StreamSocketInformation};
+use crate::net::hostname::{resolve_service, HostName};
+use crate::net::resolver::Connecting;
+use crate::reactor::{stale, Deferred, Key, Reactor, Source, TimerAction};
+
+/// A TCP connection: a `Copy` handle to a socket owned by a [`Reactor`].
+///
+/// Every call takes the reactor; a handle whose socket is closed gives an
+/// `InvalidHandle` error, never another socket's data.
+///
+/// # Examples
+///
+/// Connect, send a line, print what comes back:
+///
+/// ```no_run
+/// use sockloop::{HostName, Reactor, StreamEvent, StreamSocket, StreamSocketControl};
+///
+/// let mut reactor = Reactor::<()>::new()?;
+/// let host = HostName::new("127.0.0.1")?;
+/// StreamSocket::connect(&mut reactor, &host, "7", &StreamSocketControl::new(),
+///     |reactor, _state, socket, event| match event {
+///         StreamEvent::Connected => socket.write(reactor, b"hello\n").unwrap(),
+///         StreamEvent::Received(mut input) => {
+///             println!("{}", String::from_utf8_lossy(input.bytes()));
+///             input.consume_all();
+///             socket.close(reactor).unwrap();
+///         }
+///         StreamEvent::Closed(result) => println!("closed: {result:?}"),
+///         _ => {}
+///     })?;
+/// reactor.run(&mut ())?;
+/// # Ok::<(), sockloop::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamSocket(pub(crate) Key);
+
+impl fmt::Debug for StreamSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamSocket({}v{})", self.0.index, self.0.gen)
+    }
+}
+
+/// What happened on a stream socket.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StreamEvent<'a> {
+    /// The connection is established (for sockets made with `connect`).
+    Connected,
+    /// Bytes arrived. Consume what you use; the rest is offered again with the next
+    /// bytes.
+    Received(Input<'a>),
+    /// The peer closed its sending side (end of file). This side may still write;
+    /// `close` or `shutdown_write` ends the connection.
+    ReadClosed,
+    /// The write queue, which had grown over the high watermark, fell to the low one:
+    /// writing can resume.
+    Drained,
+    /// The socket is closed and its handle stale. Always the last event, delivered
+    /// exactly once: `Ok` after a local `close`/`abort` or a clean end, `Err` with the
+    /// status when the connection failed.
+    Closed(Result<(), Error>),
+}
+
+pub(crate) type StreamHandler<S> = Box<dyn FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Resolving,
+    Connecting,
+    Open,
+    /// `close` was called: sending what is queued, then FIN.
+    Closing,
+    /// `Closed` is about to be delivered.
+    Closed,
+}
+
+pub(crate) struct StreamState<S: 'static> {
+    pub(crate) io: Option<TcpStream>,
+    pub(crate) handler: Option<StreamHandler<S>>,
+    pub(crate) phase: Phase,
+    pub(crate) out: Outbound,
+    /// Bytes the handler left unconsumed, or received before it had a handler.
+    pub(crate) inbuf: Vec<u8>,
+    pub(crate) connect: Option<Box<Connecting>>,
+    pub(crate) host: Option<HostName>,
+    /// The linger timer of a closing socket.
+    pub(crate) timer: Option<Key>,
+    pub(crate) read_closed: bool,
+    eof_delivered: bool,
+    /// `inbuf` holds bytes the handler has not seen yet.
+    input_pending: bool,
+    want_shutdown: bool,
+    write_shut: bool,
+    over_high: bool,
+    dirty: bool,
+    pub(crate) queued_ready: bool,
+}
+
+impl<S: 'static> StreamState<S> {
+    pub(crate) fn new(io: Option<TcpStream>, phase: Phase, handler: Option<StreamHandler<S>>) -> StreamState<S> {
+        StreamState {
+            io,
+            handler,
+            phase,
+            out: Outbound::default(),
+            inbuf: Vec::new(),
+            connect: None,
+            host: None,
+            timer: None,
+            read_closed: false,
+            eof_delivered: false,
+            input_pending: false,
+            want_shutdown: false,
+            write_shut: false,
+            over_high: false,
+            dirty: false,
+            queued_ready: false,
+        }
+    }
+
+    fn peer(&self) -> Option<SocketAddr> {
+        self.io.as_ref().and_then(|io| io.peer_addr().ok())
+    }
+
+    fn error(&self, operation: &'static str, e: io::Error) -> Error {
+        let err = Error::from_io(operation, e);
+        match self.peer() {
+            Some(addr) => err.with_address(addr),
+            None => err,
+        }
+    }
+}
+
+impl StreamSocket {
+    /// Connects to `host` on `service` (a port number or a service name such as
+    /// `"https"`), with the options in `control`; `handler` gets every event of the
+    /// socket, starting with `Connected` or ending with `Closed(Err(_))`.
+    ///
+    /// An address literal is connected at once. A name is resolved on a helper thread
+    /// (the loop never blocks on DNS); then the addresses are tried in the order of
+    /// RFC 8305 (Happy Eyeballs v2): IPv6 and IPv4 interleaved, a new attempt started
+    /// every 250 ms while the earlier ones are still running, the first to connect
+    /// winning — or one after the other with
+    /// [`serialize_connection_attempts`](StreamSocketControl::serialize_connection_attempts).
+    /// Bytes written before `Connected` are queued and sent once connected.
+    ///
+    /// # Errors
+    ///
+    /// At once for an unknown service name; every connection failure comes later, as
+    /// `Closed(Err(_))` (`ConnectionRefused`, `HostNotFound`, `ConnectionTimedOut`...).
+    pub fn connect<S: 'static>(
+        reactor: &mut Reactor<S>,
+        host: &HostName,
+        service: &str,
+        control: &StreamSocketControl,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>) + 'static,
+    ) -> Result<StreamSocket, Error> {
+        let port = resolve_service(service)?;
+        let mut st = StreamState::new(None, Phase::Resolving, Some(Box::new(handler)));
+        st.host = Some(host.clone());
+        let key = reactor.sources.insert(Source::Stream(Box::new(st)));
+        reactor.live += 1;
+        reactor.begin_connect(key, host, port, control);
+        Ok(StreamSocket(key))
+    }
+
+    /// Adopts a connected `std` socket (made non-blocking here).
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be made non-blocking or registered.
+    pub fn from_std<S: 'static>(
+        reactor: &mut Reactor<S>,
+        stream: std::net::TcpStream,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>) + 'static,
+    ) -> Result<StreamSocket, Error> {
+        stream
+            .set_nonblocking(true)
+            .map_err(|e| Error::from_io("adopt stream", e))?;
+        let host = stream.peer_addr().ok().map(|a| HostName::from(a.ip()));
+        let key = reactor.add_stream(TcpStream::from_std(stream), Some(Box::new(handler)))?;
+        if let Some(Source::Stream(st)) = reactor.sources.get_mut(key) {
+            st.host = host;
+        }
+        Ok(StreamSocket(key))
+    }
+
+    /// Gives the handler to a socket that has none (an accepted one) or replaces it.
+    /// Bytes that arrived before are delivered to it on the next turn.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if the socket is closed.
+    pub fn set_handler<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>) + 'static,
+    ) -> Result<(), Error> {
+        let st = reactor.stream_mut(self.0, "set handler")?;
+        st.handler = Some(Box::new(handler));
+        if st.input_pending || st.read_closed || !st.inbuf.is_empty() {
+            reactor.mark_ready(self.0);
+        }
+        Ok(())
+    }
+
+    /// Queues `data` for sending. Inside a handler, everything written during the
+    /// call leaves in one `writev` when it returns; outside one, it is sent at once.
+    ///
+    /// # Errors
+    ///
+    /// - `NoBufferSpaceAvailable` if the queue would exceed its hard limit: nothing of
+    ///   `data` is queued. Wait for `Drained`.
+    /// - `InvalidState` after `close` or `shutdown_write`; `InvalidHandle` if closed.
+    pub fn write<S: 'static>(self, reactor: &mut Reactor<S>, data: &[u8]) -> Result<(), Error> {
+        let (limit, high) = (reactor.config.write_limit, reactor.config.high_watermark);
+        let Some(Source::Stream(st)) = reactor.sources.get_mut(self.0) else {
+            return Err(stale("write"));
+        };
+        writable_state(st, "write")?;
+        let queued = st.out.len();
+        if queued.saturating_add(data.len()) > limit {
+            st.over_high = true;
+            return Err(Error::new(SocketErrorStatus::NoBufferSpaceAvailable, "write").with_detail(format!(
+                "{} bytes queued, {} more would exceed the limit of {limit}; wait for Drained",
+                queued,
+                data.len()
+            )));
+        }
+        st.out.push(data, &mut reactor.pool);
+        if st.out.len() > high {
+            st.over_high = true;
+        }
+        reactor.mark_dirty(self.0);
+        Ok(())
+    }
+
+    /// Sends what is queued now, even inside a handler.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if the socket is closed. Write errors close the socket and are
+    /// reported with `Closed`.
+    pub fn flush<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
+        reactor.stream_mut(self.0, "flush")?;
+        reactor.flush_stream(self.0);
+        Ok(())
+    }
+
+    /// Sends what is queued, then a FIN: the peer sees end of file; reading goes on.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if closed; `InvalidState` after `close`.
+    pub fn shutdown_write<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
+        let st = reactor.stream_mut(self.0, "shutdown write")?;
+        writable_state(st, "shutdown write")?;
+        st.want_shutdown = true;
+        reactor.mark_dirty(self.0);
+        Ok(())
+    }
+
+    /// Closes gracefully: what is queued is sent, then a FIN, then the handler gets
+    /// `Closed(Ok(()))`. If the queue is not sent within the reactor's linger time, the
+    /// connection is reset and `Closed` reports `ConnectionTimedOut`. Bytes that
+    /// arrive meanwhile are discarded. A socket still connecting is just dropped.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if already closed.
+    pub fn close<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
+        let linger = reactor.config.linger;
+        let st = reactor.stream_mut(self.0, "close")?;
+        match st.phase {
+            Phase::Closing => return Ok(()),
+            Phase::Resolving | Phase::Connecting => {
+                st.phase = Phase::Closed;
+                reactor.deferred.push_back(Deferred::Finish(self.0, Ok(())));
+                return Ok(());
+            }
+            _ => {}
+        }
+        st.phase = Phase::Closing;
+        let timer = reactor.set_internal_timer(linger, TimerAction::Linger(self.0));
+        if let Some(Source::Stream(st)) = reactor.sources.get_mut(self.0) {
+            st.timer = Some(timer);
+        }
+        reactor.mark_dirty(self.0);
+        Ok(())
+    }
+
+    /// Resets the connection (RST) at once, dropping what is queued in both
+    /// directions. The handler gets `Closed(Ok(()))`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if already closed.
+    pub fn abort<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
+        let Some(Source::Stream(st)) = reactor.sources.get_mut(self.0) else {
+            return Err(stale("abort"));
+        };
+        if st.phase == Phase::Closed {
+            return Err(stale("abort"));
+        }
+        reset(st);
+        st.out.release(&mut reactor.pool);
+        reactor.deferred.push_back(Deferred::Finish(self.0, Ok(())));
+        Ok(())
+    }
+
+    /// Addresses, host name, round-trip-time statistics and queue length.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if closed.
+    pub fn information<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<StreamSocketInformation, Error> {
+        let st = reactor.stream_mut(self.0, "information")?;
+        let io = st.io.as_ref();
+        Ok(StreamSocketInformation {
+            local_address: io.and_then(|s| s.local_addr().ok()),
+            remote_address: io.and_then(|s| s.peer_addr().ok()),
+            remote_host_name: st.host.clone(),
+            round_trip_time: io.and_then(|s| sys::tcp_info(s).ok()).map(|i| RoundTripTimeStatistics {
+                smoothed: Duration::from_micros(i.rtt_us.into()),
+                variance: Duration::from_micros(i.rttvar_us.into()),
+                retransmissions: i.total_retrans,
+            }),
+            queued_bytes: st.out.len(),
+        })
+    }
+
+    /// Bytes accepted by `write` and not yet taken by the kernel.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if closed.
+    pub fn queued_len<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<usize, Error> {
+        Ok(reactor.stream_mut(self.0, "queued len")?.out.len())
+    }
+
+    /// Takes the socket out of the reactor and returns it (still non-blocking). The
+    /// handler is dropped without a `Closed` event: the connection is not closed.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidState` if the socket is not connected, or if bytes are still queued in
+    /// either direction (they would be lost); `InvalidHandle` if closed.
+    pub fn into_std<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<std::net::TcpStream, Error> {
+        let st = reactor.stream_mut(self.0, "into std")?;
+        if st.phase != Phase::Open || st.io.is_none() {
+            return Err(Error::new(SocketErrorStatus::InvalidState, "into std").with_detail("not connected"));
+        }
+        if !st.out.is_empty() || !st.inbuf.is_empty() {
+            return Err(Error::new(SocketErrorStatus::InvalidState, "into std").with_detail(format!(
+                "{} bytes queued to send and {} received but unconsumed",
+                st.out.len(),
+                st.inbuf.len()
+            )));
+        }
+        let Some(Source::Stream(mut st)) = reactor.sources.remove(self.0) else {
+            return Err(stale("into std"));
+        };
+        reactor.live -= 1;
+        let mut io = st.io.take().ok_or_else(|| stale("into std"))?;
+        let _ = reactor.poll.registry().deregister(&mut io);
+        Ok(std::net::TcpStream::from(io))
+    }
+}
+
+fn writable_state<S: 'static>(st: &StreamState<S>, operation: &'static str) -> Result<(), Error> {
+    let why = match st.phase {
+        Phase::Closing | Phase::Closed => "the socket is closing",
+        _ if st.want_shutdown => "the sending side is shut down",
+        _ => return Ok(()),
+    };
+    Err(Error::new(SocketErrorStatus::InvalidState, operation).with_detail(why))
+}
+
+/// Drops the connection with a reset (SO_LINGER 0) and everything in flight.
+fn reset<S: 'static>(st: &mut StreamState<S>) {
+    if let Some(io) = st.io.take() {
+        let _ = SockRef::from(&io).set_linger(Some(Duration::ZERO));
+    }
+    st.connect = None;
+    st.phase = Phase::Closed;
+}
+
+impl<S: 'static> Reactor<S> {
+    pub(crate) fn stream_mut(&mut self, key: Key, operation: &'static str) -> Result<&mut StreamState<S>, Error> {
+        match self.sources.get_mut(key) {
+            Some(Source::Stream(st)) if st.phase != Phase::Closed => Ok(st),
+            _ => Err(stale(operation)),
+        }
+    }
+
+    /// Registers a connected stream; `handler` may be `None` (accepted, not claimed yet).
+    pub(crate) fn add_stream(&mut self, mut io: TcpStream, handler: Option<StreamHandler<S>>) -> Result<Key, Error> {
+        let key = self.sources.insert(Source::Stream(Box::new(StreamState::new(None, Phase::Open, None))));
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut io, key.token(), Interest::READABLE | Interest::WRITABLE)
+        {
+            self.sources.remove(key);
+            return Err(Error::from_io("register stream", e));
+        }
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            st.io = Some(io);
+            st.handler = handler;
+        }
+        self.live += 1;
+        Ok(key)
+    }
+
+    pub(crate) fn mark_ready(&mut self, key: Key) {
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            if !st.queued_ready {
+                st.queued_ready = true;
+                self.ready.push(key);
+            }
+        }
+    }
+
+    /// Inside a handler: remember to flush when it returns. Outside: flush now.
+    pub(crate) fn mark_dirty(&mut self, key: Key) {
+        if !self.dispatching {
+            self.flush_stream(key);
+            return;
+        }
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            if !st.dirty {
+                st.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Calls a stream's handler (taken out of its slot for the call and put back
+    /// after, unless the socket was closed or given another handler meanwhile).
+    /// Returns `false` if the socket has no handler.
+    fn call_stream(&mut self, state: &mut S, key: Key, event: StreamEvent<'_>) -> bool {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return false;
+        };
+        let Some(mut handler) = st.handler.take() else {
+            return false;
+        };
+        let was = std::mem::replace(&mut self.dispatching, true);
+        handler(self, state, StreamSocket(key), event);
+        self.dispatching = was;
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            st.handler.get_or_insert(handler);
+        }
+        true
+    }
+
+    pub(crate) fn stream_event(&mut self, state: &mut S, key: Key, event: &mio::event::Event) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        match st.phase {
+            Phase::Connecting => self.check_connect(state, key, event.is_readable()),
+            Phase::Open | Phase::Closing => {
+                if event.is_writable() || event.is_write_closed() || event.is_error() {
+                    self.flush_stream(key);
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.stream_read(state, key);
+                }
+                if event.is_error() {
+                    self.take_socket_error(key);
+                }
+            }
+            Phase::Resolving | Phase::Closed => {}
+        }
+    }
+
+    fn take_socket_error(&mut self, key: Key) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        if st.phase == Phase::Closed {
+            return;
+        }
+        let pending = st.io.as_ref().map(|io| io.take_error());
+        if let Some(Ok(Some(e)) | Err(e)) = pending {
+            let err = st.error("receive", e);
+            st.phase = Phase::Closed;
+            self.deferred.push_back(Deferred::Finish(key, Err(err)));
+        }
+    }
+
+    /// Reads until `WouldBlock`, a short read, end of file or the budget.
+    pub(crate) fn stream_read(&mut self, state: &mut S, key: Key) {
+        self.deliver_pending(state, key);
+        let mut budget = self.config.read_budget;
+        loop {
+            let limit = self.config.inbound_limit;
+            let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+                return;
+            };
+            if !matches!(st.phase, Phase::Open | Phase::Closing) || st.read_closed {
+                return;
+            }
+            let room = limit.saturating_sub(st.inbuf.len());
+            if room == 0 {
+                if st.handler.is_some() && st.phase == Phase::Open {
+                    let err = Error::new(SocketErrorStatus::MessageTooLong, "receive").with_detail(format!(
+                        "the handler left {} bytes unconsumed, the inbound limit",
+                        st.inbuf.len()
+                    ));
+                    st.phase = Phase::Closed;
+                    self.deferred.push_back(Deferred::Finish(key, Err(err)));
+                }
+                return;
+            }
+            let Some(io) = st.io.as_mut() else { return };
+            let want = room.min(self.scratch.len());
+            match io.read(&mut self.scratch[..want]) {
+                Ok(0) => return self.read_eof(state, key),
+                Ok(n) => {
+                    self.received(state, key, n);
+                    budget = budget.saturating_sub(n);
+                    if n < want {
+                        return;
+                    }
+                    if budget == 0 {
+                        return self.mark_ready(key);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let err = st.error("receive", e);
+                    st.phase = Phase::Closed;
+                    self.deferred.push_back(Deferred::Finish(key, Err(err)));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Delivers what arrived before the socket had a handler.
+    fn deliver_pending(&mut self, state: &mut S, key: Key) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        if st.handler.is_none() || st.phase != Phase::Open {
+            return;
+        }
+        if st.input_pending {
+            st.input_pending = false;
+            if !st.inbuf.is_empty() {
+                self.deliver_inbuf(state, key);
+            }
+        }
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            if st.read_closed && !st.eof_delivered {
+                self.read_eof(state, key);
+            }
+        }
+    }
+
+    /// `n` new bytes are at the start of the scratch buffer.
+    fn received(&mut self, state: &mut S, key: Key, n: usize) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        if st.phase != Phase::Open {
+            return; // closing: the owner is no longer interested
+        }
+        if st.handler.is_none() || !st.inbuf.is_empty() {
+            st.inbuf.extend_from_slice(&self.scratch[..n]);
+            if st.handler.is_none() {
+                st.input_pending = true;
+            } else {
+                self.deliver_inbuf(state, key);
+            }
+            return;
+        }
+        let scratch = std::mem::take(&mut self.scratch);
+        let mut consumed = 0;
+        self.call_stream(state, key, StreamEvent::Received(Input::new(&scratch[..n], &mut consumed)));
+        if consumed < n {
+            if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+                if st.phase == Phase::Open {
+                    st.inbuf.extend_from_slice(&scratch[consumed..n]);
+                }
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    fn deliver_inbuf(&mut self, state: &mut S, key: Key) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        let mut buf = std::mem::take(&mut st.inbuf);
+        let mut consumed = 0;
+        if !self.call_stream(state, key, StreamEvent::Received(Input::new(&buf, &mut consumed))) {
+            consumed = buf.len();
+        }
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            if consumed < buf.len() && st.phase == Phase::Open {
+                buf.drain(..consumed);
+                st.inbuf = buf;
+            }
+        }
+    }
+
+    fn read_eof(&mut self, state: &mut S, key: Key) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        st.read_closed = true;
+        if st.phase != Phase::Open || st.handler.is_none() {
+            return;
+        }
+        st.eof_delivered = true;
+        self.call_stream(state, key, StreamEvent::ReadClosed);
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            if st.phase == Phase::Open && st.write_shut {
+                st.phase = Phase::Closed;
+                self.deferred.push_back(Deferred::Finish(key, Ok(())));
+            }
+        }
+    }
+
+    /// Writes what is queued. Outcomes that call the handler (`Drained`, `Closed`)
+    /// are deferred until no handler runs.
+    pub(crate) fn flush_stream(&mut self, key: Key) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        st.dirty = false;
+        if !matches!(st.phase, Phase::Open | Phase::Closing) {
+            return;
+        }
+        let Some(io) = st.io.as_mut() else { return };
+        if !st.out.is_empty() {
+            if let Err(e) = st.out.flush(io, &mut self.pool) {
+                let err = st.error("send", e);
+                st.phase = Phase::Closed;
+                self.deferred.push_back(Deferred::Finish(key, Err(err)));
+                return;
+            }
+        }
+        if st.over_high && st.out.len() <= self.config.low_watermark {
+            st.over_high = false;
+            if st.phase == Phase::Open {
+                self.deferred.push_back(Deferred::Drained(key));
+            }
+        }
+        if !st.out.is_empty() {
+            return;
+        }
+        if (st.want_shutdown || st.phase == Phase::Closing) && !st.write_shut {
+            st.write_shut = true;
+            let _ = io.shutdown(Shutdown::Write);
+        }
+        if st.phase == Phase::Closing || (st.write_shut && st.eof_delivered) {
+            st.phase = Phase::Closed;
+            self.deferred.push_back(Deferred::Finish(key, Ok(())));
+        }
+    }
+
+    pub(crate) fn deliver_drained(&mut self, state: &mut S, key: Key) {
+        if let Some(Source::Stream(st)) = self.sources.get(key) {
+            if st.phase == Phase::Open && !st.over_high {
+                self.call_stream(state, key, StreamEvent::Drained);
+            }
+        }
+    }
+
+    /// Removes a stream and delivers `Closed`. A socket closed gracefully whose peer
+    /// has not finished sending stays registered (handle-less) to read the rest, so
+    /// the close does not turn into a reset.
+    pub(crate) fn finish_stream(&mut self, state: &mut S, key: Key, result: Result<(), Error>) {
+        let Some(Source::Stream(mut st)) = self.sources.remove(key) else {
+            return;
+        };
+        self.live -= 1;
+        self.cancel_internal_timer(st.timer.take());
+        if let Some(plan) = st.connect.take() {
+            self.cancel_internal_timer(plan.stagger);
+            self.cancel_internal_timer(plan.timeout);
+        }
+        st.out.release(&mut self.pool);
+        if let Some(io) = st.io.take() {
+            if result.is_ok() && st.write_shut && !st.read_closed {
+                self.linger(io);
+            } else if result.is_err() {
+                let _ = SockRef::from(&io).set_linger(Some(Duration::ZERO));
+            }
+        }
+        match &result {
+            Ok(()) => log::debug!("stream {key:?} closed"),
+            Err(e) => log::debug!("stream {key:?} closed: {e}"),
+        }
+        if let Some(mut handler) = st.handler.take() {
+            let was = std::mem::replace(&mut self.dispatching, true);
+            handler(self, state, StreamSocket(key), StreamEvent::Closed(result));
+            self.dispatching = was;
+        }
+    }
+
+    fn linger(&mut self, io: TcpStream) {
+        let key = self.sources.insert(Source::Lingering(io, None));
+        let Some(Source::Lingering(io, _)) = self.sources.get_mut(key) else {
+            return;
+        };
+        if self.poll.registry().reregister(io, key.token(), Interest::READABLE).is_err() {
+            self.sources.remove(key);
+            return;
+        }
+        let timer = self.set_internal_timer(self.config.linger, TimerAction::Linger(key));
+        if let Some(Source::Lingering(_, slot)) = self.sources.get_mut(key) {
+            *slot = Some(timer);
+        }
+        self.linger_ready(key);
+    }
+
+    /// Reads and discards the last bytes of a closed connection until end of file.
+    pub(crate) fn linger_ready(&mut self, key: Key) {
+        let Some(Source::Lingering(io, _)) = self.sources.get_mut(key) else {
+            return;
+        };
+        loop {
+            match io.read(&mut self.scratch) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => break,
+            }
+        }
+        self.end_linger(key);
+    }
+
+    pub(crate) fn end_linger(&mut self, key: Key) {
+        if let Some(Source::Lingering(_, timer)) = self.sources.remove(key) {
+            self.cancel_internal_timer(timer);
+        }
+    }
+
+    /// The linger timer: a closing socket could not send its queue in time, or a
+    /// closed one's peer did not finish.
+    pub(crate) fn linger_expired(&mut self, key: Key) {
+        match self.sources.get_mut(key) {
+            Some(Source::Stream(st)) if st.phase == Phase::Closing => {
+                st.timer = None;
+                let unsent = st.out.len();
+                reset(st);
+                let err = Error::new(SocketErrorStatus::ConnectionTimedOut, "close")
+                    .with_detail(format!("{unsent} bytes still queued when the linger time ran out"));
+                self.deferred.push_back(Deferred::Finish(key, Err(err)));
+            }
+            Some(Source::Lingering(..)) => self.end_linger(key),
+            _ => {}
+        }
+    }
+}

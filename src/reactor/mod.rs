@@ -1,0 +1,620 @@
+//! The loop: poll, dispatch, timers, cross-thread wake-ups.
+
+mod fd;
+pub(crate) mod registry;
+mod remote;
+pub(crate) mod timer;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Waker};
+
+use crate::error::{Error, SocketErrorStatus};
+use crate::io::BufPool;
+use crate::net::listener::ListenerState;
+use crate::net::resolver::Resolver;
+use crate::net::stream::StreamState;
+
+pub use fd::{FdEvent, FdSource, Interest};
+pub(crate) use registry::Key;
+use registry::{Registry, WAKER};
+pub use remote::Remote;
+use remote::{Posted, Shared};
+use timer::Timers;
+
+/// A timer handle: a slot index and a generation, `Copy`, cheap to store.
+///
+/// Returned by [`Reactor::set_timer`]; stale once the timer has fired (unless it was
+/// re-armed from its own callback) or was cancelled.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimerId(pub(crate) Key);
+
+impl fmt::Debug for TimerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TimerId({}v{})", self.0.index, self.0.gen)
+    }
+}
+
+type TimerFn<S> = Box<dyn FnMut(&mut Reactor<S>, &mut S, TimerId)>;
+
+/// What a timer does when it fires: a user callback, or a step of the reactor's own.
+pub(crate) enum TimerAction<S: 'static> {
+    User(TimerFn<S>),
+    /// Start the next Happy Eyeballs attempt of a connecting socket.
+    ConnectStagger(Key),
+    /// Give up connecting.
+    ConnectTimeout(Key),
+    /// A graceful close or a lingering drain took too long.
+    Linger(Key),
+    /// Try `accept` again after running out of file descriptors.
+    AcceptRetry(Key),
+}
+
+/// Everything registered with the poller.
+pub(crate) enum Source<S: 'static> {
+    Stream(Box<StreamState<S>>),
+    Listener(Box<ListenerState<S>>),
+    Fd(fd::FdState<S>),
+    /// A stream closed by its owner, reading the peer's last bytes until EOF so that
+    /// closing does not reset the connection while the peer is still sending.
+    Lingering(mio::net::TcpStream, Option<Key>),
+}
+
+/// Work that must wait until no handler is running.
+pub(crate) enum Deferred {
+    /// Remove a socket and deliver its `Closed` event.
+    Finish(Key, Result<(), Error>),
+    /// Deliver `Drained`.
+    Drained(Key),
+}
+
+/// Tuning of a [`Reactor`], made with [`Reactor::builder`].
+///
+/// # Examples
+///
+/// ```
+/// let reactor = sockloop::Reactor::<()>::builder()
+///     .event_capacity(256)
+///     .read_budget(64 * 1024)
+///     .watermarks(16 * 1024, 128 * 1024, 1024 * 1024)
+///     .build()?;
+/// # let _ = reactor;
+/// # Ok::<(), sockloop::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    pub(crate) config: Config,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) event_capacity: usize,
+    pub(crate) read_budget: usize,
+    pub(crate) accept_budget: usize,
+    pub(crate) scratch_size: usize,
+    pub(crate) low_watermark: usize,
+    pub(crate) high_watermark: usize,
+    pub(crate) write_limit: usize,
+    pub(crate) inbound_limit: usize,
+    pub(crate) linger: Duration,
+    pub(crate) pool_chunks: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            config: Config {
+                event_capacity: 1024,
+                read_budget: 256 * 1024,
+                accept_budget: 128,
+                scratch_size: 64 * 1024,
+                low_watermark: 64 * 1024,
+                high_watermark: 256 * 1024,
+                write_limit: 8 * 1024 * 1024,
+                inbound_limit: 8 * 1024 * 1024,
+                linger: Duration::from_secs(10),
+                pool_chunks: 64,
+            },
+        }
+    }
+}
+
+impl Builder {
+    /// Events taken from the kernel per poll (default 1024).
+    #[must_use]
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.config.event_capacity = n.max(1);
+        self
+    }
+
+    /// Bytes one socket may read per turn before the others get their go (default
+    /// 256 KiB). A socket over budget is served again on the next turn without waiting
+    /// for a new kernel event.
+    #[must_use]
+    pub fn read_budget(mut self, bytes: usize) -> Self {
+        self.config.read_budget = bytes.max(1);
+        self
+    }
+
+    /// Connections one listener may accept per turn (default 128).
+    #[must_use]
+    pub fn accept_budget(mut self, n: usize) -> Self {
+        self.config.accept_budget = n.max(1);
+        self
+    }
+
+    /// Size of the one read buffer all sockets share (default 64 KiB).
+    #[must_use]
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.scratch_size = bytes.max(64);
+        self
+    }
+
+    /// Write-queue watermarks: over `high`, the socket is flagged; when it falls to
+    /// `low` again, the handler gets `Drained`. Over `limit`, `write` fails with
+    /// `NoBufferSpaceAvailable` and queues nothing. Defaults: 64 KiB, 256 KiB, 8 MiB.
+    #[must_use]
+    pub fn watermarks(mut self, low: usize, high: usize, limit: usize) -> Self {
+        let high = high.max(1);
+        self.config.high_watermark = high;
+        self.config.low_watermark = low.min(high - 1);
+        self.config.write_limit = limit.max(high);
+        self
+    }
+
+    /// The most bytes a socket keeps unconsumed (left by its handler, or received
+    /// before it has one); default 8 MiB. A handler that leaves this much without
+    /// consuming any gets the socket closed with `MessageTooLong`.
+    #[must_use]
+    pub fn inbound_limit(mut self, bytes: usize) -> Self {
+        self.config.inbound_limit = bytes.max(1);
+        self
+    }
+
+    /// How long `close` may take to send what is queued (default 10 s). Past it, the
+    /// connection is reset and `Closed` reports `ConnectionTimedOut`.
+    #[must_use]
+    pub fn linger(mut self, timeout: Duration) -> Self {
+        self.config.linger = timeout;
+        self
+    }
+
+    /// Builds the reactor.
+    ///
+    /// # Errors
+    ///
+    /// When the system refuses an epoll instance or an eventfd (too many open files).
+    pub fn build<S: 'static>(self) -> Result<Reactor<S>, Error> {
+        Reactor::with_config(self.config)
+    }
+}
+
+/// Counters of what the reactor did, for tests and monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Polls made.
+    pub turns: u64,
+    /// Kernel events received.
+    pub events: u64,
+    /// Events dropped because their socket was closed (and its slot perhaps reused)
+    /// before they were dispatched.
+    pub stale_events: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// `accept` calls that failed for lack of file descriptors.
+    pub accept_fd_exhausted: u64,
+}
+
+/// The event loop: owns the poller, every socket, timer and handler.
+///
+/// `S` is the application state, passed to every handler as `&mut S` by
+/// [`run`](Reactor::run) and [`turn`](Reactor::turn), so handlers share state without
+/// `Rc<RefCell<_>>`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockloop::Reactor;
+///
+/// let mut reactor = Reactor::<u32>::new()?;
+/// reactor.set_timer(Duration::from_millis(1), |_reactor, fired, _id| *fired += 1);
+/// let mut fired = 0;
+/// reactor.run(&mut fired)?; // returns when nothing is left to wait for
+/// assert_eq!(fired, 1);
+/// # Ok::<(), sockloop::Error>(())
+/// ```
+///
+/// # Implementation notes
+///
+/// | what | how |
+/// | --- | --- |
+/// | readiness | edge-triggered (epoll through mio); sockets are read to `WouldBlock`, or to a short read, within a per-turn budget |
+/// | spurious events | harmless: a read or write that would block just ends the step |
+/// | stale events | tokens carry a generation; an event for a closed socket is dropped |
+/// | writes | queued during a handler call, sent with one `writev` per socket when it returns |
+pub struct Reactor<S: 'static = ()> {
+    pub(crate) poll: Poll,
+    events: Option<Events>,
+    pub(crate) sources: Registry<Source<S>>,
+    pub(crate) timers: Timers<TimerAction<S>>,
+    pub(crate) config: Config,
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) pool: BufPool,
+    /// Sources to serve again next turn without a kernel event.
+    pub(crate) ready: Vec<Key>,
+    /// Streams written during the current handler call.
+    pub(crate) dirty: Vec<Key>,
+    pub(crate) deferred: VecDeque<Deferred>,
+    pub(crate) resolver: Option<Resolver>,
+    waker: Arc<Waker>,
+    shared: Arc<Shared>,
+    posted_tx: mpsc::Sender<Posted<S>>,
+    posted_rx: mpsc::Receiver<Posted<S>>,
+    /// Sources visible to the user (sockets, fds) plus user timers.
+    pub(crate) live: usize,
+    pub(crate) dispatching: bool,
+    stopped: bool,
+    pub(crate) stats: Stats,
+}
+
+impl<S: 'static> fmt::Debug for Reactor<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reactor")
+            .field("sources", &self.sources.len())
+            .field("timers", &self.timers.len())
+            .field("live", &self.live)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: 'static> Reactor<S> {
+    /// A reactor with the default tuning.
+    ///
+    /// # Errors
+    ///
+    /// When the system refuses an epoll instance or an eventfd.
+    pub fn new() -> Result<Reactor<S>, Error> {
+        Builder::default().build()
+    }
+
+    /// A builder to tune buffer sizes, budgets and watermarks.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    fn with_config(config: Config) -> Result<Reactor<S>, Error> {
+        let poll = Poll::new().map_err(|e| Error::from_io("create poller", e))?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(|e| Error::from_io("create waker", e))?;
+        let (posted_tx, posted_rx) = mpsc::channel();
+        Ok(Reactor {
+            poll,
+            events: Some(Events::with_capacity(config.event_capacity)),
+            sources: Registry::new(),
+            timers: Timers::new(),
+            scratch: vec![0; config.scratch_size],
+            pool: BufPool::new(config.pool_chunks),
+            config,
+            ready: Vec::new(),
+            dirty: Vec::new(),
+            deferred: VecDeque::new(),
+            resolver: None,
+            waker: Arc::new(waker),
+            shared: Arc::new(Shared::default()),
+            posted_tx,
+            posted_rx,
+            live: 0,
+            dispatching: false,
+            stopped: false,
+            stats: Stats::default(),
+        })
+    }
+
+    /// Runs until [`stop`](Reactor::stop) is called (here or through a [`Remote`]) or
+    /// nothing is left to wait for: no socket, no registered fd, no timer.
+    ///
+    /// # Errors
+    ///
+    /// When polling fails, or when called from inside a handler.
+    pub fn run(&mut self, state: &mut S) -> Result<(), Error> {
+        while !self.stopped && !self.shared.take_stop() && self.live > 0 {
+            self.turn(state, None)?;
+        }
+        self.stopped = false;
+        Ok(())
+    }
+
+    /// Polls once, waiting at most `timeout` (`None`: until something happens), and
+    /// dispatches what happened. Returns the number of kernel events handled.
+    ///
+    /// For embedding in another loop: wait on [`as_raw_fd`](AsRawFd::as_raw_fd) for
+    /// readability and at most [`timeout`](Reactor::timeout), then call
+    /// `turn(state, Some(Duration::ZERO))`.
+    ///
+    /// # Errors
+    ///
+    /// When polling fails, or when called from inside a handler (which would run
+    /// handlers inside handlers).
+    pub fn turn(&mut self, state: &mut S, timeout: Option<Duration>) -> Result<usize, Error> {
+        if self.dispatching {
+            return Err(Error::new(SocketErrorStatus::InvalidState, "turn")
+                .with_detail("called from inside a handler"));
+        }
+        self.after_dispatch(state);
+        let wait = self.poll_timeout(timeout);
+        let mut events = self
+            .events
+            .take()
+            .unwrap_or_else(|| Events::with_capacity(self.config.event_capacity));
+        self.stats.turns += 1;
+        if let Err(e) = self.poll.poll(&mut events, wait) {
+            self.events = Some(events);
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(Error::from_io("poll", e));
+        }
+        let mut count = 0;
+        for event in events.iter() {
+            count += 1;
+            self.dispatch(state, event);
+        }
+        self.events = Some(events);
+        self.stats.events += count as u64;
+        self.serve_ready(state);
+        self.fire_timers(state);
+        self.after_dispatch(state);
+        Ok(count)
+    }
+
+    /// Makes [`run`](Reactor::run) return after the current turn.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// A handle to post work to this reactor and stop it from other threads.
+    pub fn remote(&self) -> Remote<S> {
+        Remote::new(self.posted_tx.clone(), self.waker.clone(), self.shared.clone())
+    }
+
+    /// How long the reactor may sleep before it has work: until the next timer, zero if
+    /// something is ready now, `None` if only kernel events can wake it.
+    pub fn timeout(&mut self) -> Option<Duration> {
+        self.poll_timeout(None)
+    }
+
+    /// Counters of what the reactor did.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Sets a one-shot timer that calls `handler` once `after` has passed, measured
+    /// from now. The handler may re-arm the same timer with
+    /// [`reset_timer`](Reactor::reset_timer).
+    pub fn set_timer(
+        &mut self,
+        after: Duration,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, TimerId) + 'static,
+    ) -> TimerId {
+        self.set_timer_at(Instant::now() + after, handler)
+    }
+
+    /// Sets a one-shot timer for an instant.
+    pub fn set_timer_at(
+        &mut self,
+        deadline: Instant,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, TimerId) + 'static,
+    ) -> TimerId {
+        self.live += 1;
+        TimerId(self.timers.insert(deadline, TimerAction::User(Box::new(handler))))
+    }
+
+    /// Moves a timer's deadline to `after` from now; from inside its own callback this
+    /// re-arms it.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if the timer fired (and was not re-armed) or was cancelled.
+    pub fn reset_timer(&mut self, id: TimerId, after: Duration) -> Result<(), Error> {
+        if self.timers.reset(id.0, Instant::now() + after) {
+            Ok(())
+        } else {
+            Err(stale("reset timer"))
+        }
+    }
+
+    /// Cancels a timer.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if the timer already fired or was cancelled.
+    pub fn cancel_timer(&mut self, id: TimerId) -> Result<(), Error> {
+        match self.timers.cancel(id.0) {
+            Some(_) => {
+                self.live -= 1;
+                Ok(())
+            }
+            None => Err(stale("cancel timer")),
+        }
+    }
+
+    /// When a timer is due, or `None` if it is not pending.
+    pub fn timer_deadline(&self, id: TimerId) -> Option<Instant> {
+        self.timers.deadline(id.0)
+    }
+
+    pub(crate) fn set_internal_timer(&mut self, after: Duration, action: TimerAction<S>) -> Key {
+        self.timers.insert(Instant::now() + after, action)
+    }
+
+    pub(crate) fn cancel_internal_timer(&mut self, key: Option<Key>) {
+        if let Some(key) = key {
+            self.timers.cancel(key);
+        }
+    }
+
+    fn poll_timeout(&mut self, timeout: Option<Duration>) -> Option<Duration> {
+        if !self.ready.is_empty() || !self.deferred.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        match self.timers.next_deadline() {
+            None => timeout,
+            Some(deadline) => {
+                let until = deadline.saturating_duration_since(Instant::now());
+                Some(timeout.map_or(until, |t| t.min(until)))
+            }
+        }
+    }
+
+    fn dispatch(&mut self, state: &mut S, event: &mio::event::Event) {
+        let token = event.token();
+        if token == WAKER {
+            self.woken(state);
+            return;
+        }
+        let key = Key::from_token(token);
+        match self.sources.get(key) {
+            None => self.stats.stale_events += 1,
+            Some(Source::Stream(_)) => self.stream_event(state, key, event),
+            Some(Source::Listener(_)) => self.listener_ready(state, key),
+            Some(Source::Fd(_)) => self.fd_event(state, key, FdEvent::from_mio(event)),
+            Some(Source::Lingering(..)) => self.linger_ready(key),
+        }
+        self.after_dispatch(state);
+    }
+
+    /// Serves the sources that used up their budget last turn.
+    fn serve_ready(&mut self, state: &mut S) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        for key in ready.drain(..) {
+            match self.sources.get_mut(key) {
+                Some(Source::Stream(st)) => {
+                    st.queued_ready = false;
+                    self.stream_read(state, key);
+                }
+                Some(Source::Listener(_)) => {
+                    self.listener_served(key);
+                    self.listener_ready(state, key);
+                }
+                _ => {}
+            }
+            self.after_dispatch(state);
+        }
+        if self.ready.is_empty() {
+            self.ready = ready;
+        }
+    }
+
+    fn fire_timers(&mut self, state: &mut S) {
+        let now = Instant::now();
+        while let Some((key, action)) = self.timers.pop_expired(now) {
+            match action {
+                TimerAction::User(mut f) => {
+                    let was = std::mem::replace(&mut self.dispatching, true);
+                    f(self, state, TimerId(key));
+                    self.dispatching = was;
+                    if !self.timers.contains(key) {
+                        // Cancelled from inside its own callback.
+                    } else if self.timers.deadline(key).is_none() {
+                        self.live -= 1;
+                    }
+                    self.timers.finish(key, TimerAction::User(f));
+                }
+                TimerAction::ConnectStagger(k) => {
+                    self.timers.finish(key, TimerAction::ConnectStagger(k));
+                    self.connect_stagger(k);
+                }
+                TimerAction::ConnectTimeout(k) => {
+                    self.timers.finish(key, TimerAction::ConnectTimeout(k));
+                    self.connect_timed_out(k);
+                }
+                TimerAction::Linger(k) => {
+                    self.timers.finish(key, TimerAction::Linger(k));
+                    self.linger_expired(k);
+                }
+                TimerAction::AcceptRetry(k) => {
+                    self.timers.finish(key, TimerAction::AcceptRetry(k));
+                    self.accept_retry(state, k);
+                }
+            }
+            self.after_dispatch(state);
+        }
+    }
+
+    /// Sends what handlers queued and runs deferred work, until neither is left.
+    pub(crate) fn after_dispatch(&mut self, state: &mut S) {
+        loop {
+            if let Some(key) = self.dirty.pop() {
+                self.flush_stream(key);
+            } else if let Some(work) = self.deferred.pop_front() {
+                match work {
+                    Deferred::Finish(key, result) => self.finish(state, key, result),
+                    Deferred::Drained(key) => self.deliver_drained(state, key),
+                }
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Removes a source and delivers its `Closed` event.
+    pub(crate) fn finish(&mut self, state: &mut S, key: Key, result: Result<(), Error>) {
+        match self.sources.get(key) {
+            Some(Source::Stream(_)) => self.finish_stream(state, key, result),
+            Some(Source::Listener(_)) => self.finish_listener(state, key, result),
+            Some(Source::Fd(_)) => {
+                if let Some(Source::Fd(fd)) = self.sources.remove(key) {
+                    fd.deregister(&self.poll);
+                    self.live -= 1;
+                }
+            }
+            Some(Source::Lingering(..)) => self.end_linger(key),
+            None => {}
+        }
+    }
+
+    fn woken(&mut self, state: &mut S) {
+        self.resolved();
+        while let Ok(job) = self.posted_rx.try_recv() {
+            let was = std::mem::replace(&mut self.dispatching, true);
+            job(self, state);
+            self.dispatching = was;
+            self.after_dispatch(state);
+        }
+        if self.shared.take_stop() {
+            self.stopped = true;
+        }
+    }
+
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+}
+
+impl<S: 'static> AsRawFd for Reactor<S> {
+    /// The epoll descriptor: readable when the reactor has events to dispatch.
+    fn as_raw_fd(&self) -> RawFd {
+        self.poll.as_raw_fd()
+    }
+}
+
+impl<S: 'static> AsFd for Reactor<S> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        crate::io::sys::borrow_fd(&self.poll)
+    }
+}
+
+pub(crate) fn stale(operation: &'static str) -> Error {
+    Error::new(SocketErrorStatus::InvalidHandle, operation)
+        .with_detail("the handle is stale: its socket or timer is closed, or its slot was reused")
+}
