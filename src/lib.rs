@@ -4,5 +4,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod error;
+pub mod net;
 
 pub use error::{Error, Result, SocketErrorStatus};
+pub use net::hostname::{HostName, HostNameType};
+pub use net::service::resolve_service;
