@@ -11,10 +11,11 @@ mod reactor;
 pub use error::{Error, Result, SocketErrorStatus};
 pub use io::inbound::Input;
 pub use net::control::{
-    KeepAlive, QualityOfService, RoundTripTimeStatistics, StreamSocketControl, StreamSocketInformation,
-    StreamSocketListenerControl,
+    KeepAlive, QualityOfService, RoundTripTimeStatistics, StreamSocketControl,
+    StreamSocketInformation, StreamSocketListenerControl,
 };
-pub use net::hostname::{resolve_service, HostName};
+pub use net::hostname::{HostName, HostNameType};
 pub use net::listener::{ConnectionReceived, ListenerEvent, StreamSocketListener};
+pub use net::service::resolve_service;
 pub use net::stream::{StreamEvent, StreamSocket};
 pub use reactor::{Builder, FdEvent, FdSource, Interest, Reactor, Remote, Stats, TimerId};

@@ -202,7 +202,11 @@ mod tests {
             expect.extend_from_slice(&p);
         }
         assert_eq!(q.len(), 7000);
-        let mut w = Trickle { limit: usize::MAX / 2, got: Vec::new(), calls: 0 };
+        let mut w = Trickle {
+            limit: usize::MAX / 2,
+            got: Vec::new(),
+            calls: 0,
+        };
         assert_eq!(q.flush(&mut w, &mut pool).unwrap(), Flushed::All);
         assert_eq!(w.calls, 1);
         assert_eq!(w.got, expect);
@@ -219,7 +223,11 @@ mod tests {
             for piece in data.chunks(777) {
                 q.push(piece, &mut pool);
             }
-            let mut w = Trickle { limit, got: Vec::new(), calls: 0 };
+            let mut w = Trickle {
+                limit,
+                got: Vec::new(),
+                calls: 0,
+            };
             while q.flush(&mut w, &mut pool).unwrap() == Flushed::Partial {}
             assert_eq!(w.got, data, "limit {limit}");
         }
@@ -230,7 +238,11 @@ mod tests {
         let mut pool = BufPool::new(8);
         let mut q = Outbound::default();
         q.push(b"hello", &mut pool);
-        let mut w = Trickle { limit: 0, got: Vec::new(), calls: 0 };
+        let mut w = Trickle {
+            limit: 0,
+            got: Vec::new(),
+            calls: 0,
+        };
         assert_eq!(q.flush(&mut w, &mut pool).unwrap(), Flushed::Partial);
         assert_eq!(q.len(), 5);
         w.limit = 100;
@@ -244,7 +256,11 @@ mod tests {
         let mut q = Outbound::default();
         let data = pattern(CHUNK * (MAX_IOV + 10), 1);
         q.push(&data, &mut pool);
-        let mut w = Trickle { limit: usize::MAX / 2, got: Vec::new(), calls: 0 };
+        let mut w = Trickle {
+            limit: usize::MAX / 2,
+            got: Vec::new(),
+            calls: 0,
+        };
         assert_eq!(q.flush(&mut w, &mut pool).unwrap(), Flushed::All);
         assert_eq!(w.calls, 2);
         assert_eq!(w.got, data);
@@ -261,8 +277,18 @@ mod tests {
         });
         assert!(r.is_err());
         assert_eq!(q.len(), 2);
-        assert_eq!(q.push_with::<()>(&mut pool, |v| { v.extend_from_slice(b"cd"); Ok(()) }), Ok(2));
-        let mut w = Trickle { limit: 100, got: Vec::new(), calls: 0 };
+        assert_eq!(
+            q.push_with::<()>(&mut pool, |v| {
+                v.extend_from_slice(b"cd");
+                Ok(())
+            }),
+            Ok(2)
+        );
+        let mut w = Trickle {
+            limit: 100,
+            got: Vec::new(),
+            calls: 0,
+        };
         q.flush(&mut w, &mut pool).unwrap();
         assert_eq!(w.got, b"abcd");
     }

@@ -165,7 +165,11 @@ impl StreamSocketControl {
     }
 
     /// Options that must be set before `connect` (buffer sizes, TTL, TOS).
-    pub(crate) fn apply_before_connect(&self, socket: &Socket, addr: &SocketAddr) -> io::Result<()> {
+    pub(crate) fn apply_before_connect(
+        &self,
+        socket: &Socket,
+        addr: &SocketAddr,
+    ) -> io::Result<()> {
         if let Some(n) = self.outbound_buffer_size {
             socket.set_send_buffer_size(n)?;
         }

@@ -12,7 +12,8 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use crate::error::Error;
 use crate::io::sys;
 use crate::net::control::{StreamSocketControl, StreamSocketListenerControl};
-use crate::net::hostname::{resolve_blocking, resolve_service, HostName};
+use crate::net::hostname::{resolve_blocking, HostName};
+use crate::net::service::resolve_service;
 use crate::net::stream::StreamSocket;
 use crate::reactor::{stale, Key, Reactor, Source, TimerAction};
 
@@ -75,7 +76,8 @@ pub enum ListenerEvent {
     Closed(Result<(), Error>),
 }
 
-pub(crate) type ListenerHandler<S> = Box<dyn FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent)>;
+pub(crate) type ListenerHandler<S> =
+    Box<dyn FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent)>;
 
 pub(crate) struct ListenerState<S: 'static> {
     io: TcpListener,
@@ -100,7 +102,13 @@ impl StreamSocketListener {
         service: &str,
         handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + 'static,
     ) -> Result<StreamSocketListener, Error> {
-        Self::bind_with(reactor, None, service, &StreamSocketListenerControl::default(), handler)
+        Self::bind_with(
+            reactor,
+            None,
+            service,
+            &StreamSocketListenerControl::default(),
+            handler,
+        )
     }
 
     /// Listens on one local address (`127.0.0.1`, `::1`, an interface's address) and
@@ -117,7 +125,13 @@ impl StreamSocketListener {
         service: &str,
         handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + 'static,
     ) -> Result<StreamSocketListener, Error> {
-        Self::bind_with(reactor, Some(host), service, &StreamSocketListenerControl::default(), handler)
+        Self::bind_with(
+            reactor,
+            Some(host),
+            service,
+            &StreamSocketListenerControl::default(),
+            handler,
+        )
     }
 
     /// Listens with explicit options: backlog, `SO_REUSEPORT`, options of accepted
@@ -141,7 +155,10 @@ impl StreamSocketListener {
         let listener = match bind_socket(addr, control) {
             // No IPv6 on this machine: fall back to the IPv4 wildcard.
             Err(e) if host.is_none() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-                bind_socket(SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port), control)
+                bind_socket(
+                    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port),
+                    control,
+                )
             }
             other => other,
         }
@@ -174,12 +191,20 @@ impl StreamSocketListener {
     /// # Errors
     ///
     /// `InvalidArgument` if a passed descriptor is not a listening TCP socket.
-    pub fn from_listen_fds<S: 'static, H>(reactor: &mut Reactor<S>, handler: H) -> Result<Vec<StreamSocketListener>, Error>
+    pub fn from_listen_fds<S: 'static, H>(
+        reactor: &mut Reactor<S>,
+        handler: H,
+    ) -> Result<Vec<StreamSocketListener>, Error>
     where
         H: FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + Clone + 'static,
     {
-        let pid_ok = std::env::var("LISTEN_PID").ok().and_then(|p| p.trim().parse::<u32>().ok()) == Some(std::process::id());
-        let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.trim().parse::<i32>().ok());
+        let pid_ok = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            == Some(std::process::id());
+        let count = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|n| n.trim().parse::<i32>().ok());
         let (true, Some(count)) = (pid_ok, count) else {
             return Ok(Vec::new());
         };
@@ -187,7 +212,8 @@ impl StreamSocketListener {
         let mut out = Vec::new();
         for fd in FIRST..FIRST.saturating_add(count.clamp(0, 1024)) {
             let listener = sys::inherited_listener(fd).map_err(|e| {
-                Error::from_io("adopt inherited listener", e).with_detail(format!("LISTEN_FDS descriptor {fd}"))
+                Error::from_io("adopt inherited listener", e)
+                    .with_detail(format!("LISTEN_FDS descriptor {fd}"))
             })?;
             out.push(Self::from_std(reactor, listener, handler.clone())?);
         }
@@ -215,7 +241,9 @@ impl StreamSocketListener {
     pub fn close<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
         match reactor.sources.get(self.0) {
             Some(Source::Listener(_)) => {
-                reactor.deferred.push_back(crate::reactor::Deferred::Finish(self.0, Ok(())));
+                reactor
+                    .deferred
+                    .push_back(crate::reactor::Deferred::Finish(self.0, Ok(())));
                 Ok(())
             }
             _ => Err(stale("close listener")),
@@ -223,8 +251,15 @@ impl StreamSocketListener {
     }
 }
 
-fn bind_socket(addr: SocketAddr, control: &StreamSocketListenerControl) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
+fn bind_socket(
+    addr: SocketAddr,
+    control: &StreamSocketListenerControl,
+) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     if control.reuse_port {
         socket.set_reuse_port(true)?;
@@ -244,7 +279,9 @@ impl<S: 'static> Reactor<S> {
         accepted: StreamSocketControl,
         handler: ListenerHandler<S>,
     ) -> Result<StreamSocketListener, Error> {
-        let local = listener.local_addr().map_err(|e| Error::from_io("listen", e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::from_io("listen", e))?;
         let state = ListenerState {
             io: TcpListener::from_std(listener),
             handler: Some(handler),
@@ -255,7 +292,11 @@ impl<S: 'static> Reactor<S> {
         };
         let key = self.sources.insert(Source::Listener(Box::new(state)));
         if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
-            if let Err(e) = self.poll.registry().register(&mut l.io, key.token(), Interest::READABLE) {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut l.io, key.token(), Interest::READABLE)
+            {
                 self.sources.remove(key);
                 return Err(Error::from_io("register listener", e).with_address(local));
             }
@@ -277,9 +318,15 @@ impl<S: 'static> Reactor<S> {
             match l.io.accept() {
                 Ok((io, remote)) => self.accepted(state, key, io, remote),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) => {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EMFILE)
+                        || e.raw_os_error() == Some(libc::ENFILE) =>
+                {
                     self.stats.accept_fd_exhausted += 1;
-                    log::warn!("listener on {}: {e}; accepting again in {FD_RETRY:?}", l.local);
+                    log::warn!(
+                        "listener on {}: {e}; accepting again in {FD_RETRY:?}",
+                        l.local
+                    );
                     let timer = self.set_internal_timer(FD_RETRY, TimerAction::AcceptRetry(key));
                     if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
                         l.retry = Some(timer);
@@ -344,7 +391,9 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Listener(l)) = self.sources.get_mut(key) else {
             return;
         };
-        let Some(mut handler) = l.handler.take() else { return };
+        let Some(mut handler) = l.handler.take() else {
+            return;
+        };
         let was = std::mem::replace(&mut self.dispatching, true);
         handler(self, state, StreamSocketListener(key), event);
         self.dispatching = was;
@@ -362,7 +411,12 @@ impl<S: 'static> Reactor<S> {
         let _ = self.poll.registry().deregister(&mut l.io);
         if let Some(mut handler) = l.handler.take() {
             let was = std::mem::replace(&mut self.dispatching, true);
-            handler(self, state, StreamSocketListener(key), ListenerEvent::Closed(result));
+            handler(
+                self,
+                state,
+                StreamSocketListener(key),
+                ListenerEvent::Closed(result),
+            );
             self.dispatching = was;
         }
     }

@@ -1,7 +1,12 @@
-//! The sockets the user sees, and host names.
+//! The sockets the user sees, and the names they are given: [`HostName`] and service
+//! names.
 
 pub mod control;
 pub mod hostname;
 pub mod listener;
 pub(crate) mod resolver;
+pub mod service;
 pub mod stream;
+
+pub use hostname::{HostName, HostNameType};
+pub use service::resolve_service;

@@ -70,8 +70,17 @@ pub(crate) struct Connecting {
 }
 
 impl<S: 'static> Reactor<S> {
-    pub(crate) fn begin_connect(&mut self, key: Key, host: &HostName, port: u16, control: &StreamSocketControl) {
-        let timeout = self.set_internal_timer(control.get_connect_timeout(), TimerAction::ConnectTimeout(key));
+    pub(crate) fn begin_connect(
+        &mut self,
+        key: Key,
+        host: &HostName,
+        port: u16,
+        control: &StreamSocketControl,
+    ) {
+        let timeout = self.set_internal_timer(
+            control.get_connect_timeout(),
+            TimerAction::ConnectTimeout(key),
+        );
         let mut plan = Box::new(Connecting {
             control: control.clone(),
             addrs: Vec::new(),
@@ -100,15 +109,20 @@ impl<S: 'static> Reactor<S> {
 
     fn request_resolution(&mut self, key: Key, host: HostName, port: u16) -> Result<(), Error> {
         if self.resolver.is_none() {
-            let resolver = Resolver::start(self.waker()).map_err(|e| Error::from_io("start resolver thread", e))?;
+            let resolver = Resolver::start(self.waker())
+                .map_err(|e| Error::from_io("start resolver thread", e))?;
             self.resolver = Some(resolver);
         }
-        let sent = self.resolver.as_ref().map(|r| r.requests.send((key, host, port)));
+        let sent = self
+            .resolver
+            .as_ref()
+            .map(|r| r.requests.send((key, host, port)));
         match sent {
             Some(Ok(())) => Ok(()),
             _ => {
                 self.resolver = None;
-                Err(Error::new(SocketErrorStatus::Unknown, "resolve host name").with_detail("the resolver thread is gone"))
+                Err(Error::new(SocketErrorStatus::Unknown, "resolve host name")
+                    .with_detail("the resolver thread is gone"))
             }
         }
     }
@@ -116,7 +130,9 @@ impl<S: 'static> Reactor<S> {
     /// Takes the resolver's answers and starts connecting.
     pub(crate) fn resolved(&mut self) {
         loop {
-            let Some(resolver) = &self.resolver else { return };
+            let Some(resolver) = &self.resolver else {
+                return;
+            };
             let Ok((key, answer)) = resolver.answers.try_recv() else {
                 return;
             };
@@ -151,7 +167,9 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
-        let Some(plan) = st.connect.as_mut() else { return };
+        let Some(plan) = st.connect.as_mut() else {
+            return;
+        };
         while plan.next < plan.addrs.len() {
             let addr = plan.addrs[plan.next];
             plan.next += 1;
@@ -168,7 +186,8 @@ impl<S: 'static> Reactor<S> {
         let race = !plan.control.get_serialize_connection_attempts();
         if plan.attempts.is_empty() {
             let err = plan.last_error.take().unwrap_or_else(|| {
-                Error::new(SocketErrorStatus::NoAddressesFound, "connect").with_detail("no address to connect to")
+                Error::new(SocketErrorStatus::NoAddressesFound, "connect")
+                    .with_detail("no address to connect to")
             });
             self.fail_connect(key, err);
         } else if more && race {
@@ -210,8 +229,15 @@ impl<S: 'static> Reactor<S> {
         let mut err = Error::new(SocketErrorStatus::ConnectionTimedOut, "connect");
         if let Some(plan) = st.connect.as_mut() {
             plan.timeout = None;
-            let tried: Vec<String> = plan.addrs[..plan.next].iter().map(|a| a.to_string()).collect();
-            err = err.with_detail(format!("no connection within {:?} (tried: {})", plan.control.get_connect_timeout(), tried.join(", ")));
+            let tried: Vec<String> = plan.addrs[..plan.next]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            err = err.with_detail(format!(
+                "no connection within {:?} (tried: {})",
+                plan.control.get_connect_timeout(),
+                tried.join(", ")
+            ));
             if let Some(a) = plan.attempts.first() {
                 err = err.with_address(a.addr);
             }
@@ -225,7 +251,9 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
-        let Some(plan) = st.connect.as_mut() else { return };
+        let Some(plan) = st.connect.as_mut() else {
+            return;
+        };
         let mut winner = None;
         let mut i = 0;
         while i < plan.attempts.len() {
@@ -255,10 +283,15 @@ impl<S: 'static> Reactor<S> {
         let plan = st.connect.take();
         if let Some(plan) = &plan {
             for loser in &plan.attempts {
-                let _ = self.poll.registry().deregister(&mut mio::unix::SourceFd(&loser.io.as_raw_fd()));
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut mio::unix::SourceFd(&loser.io.as_raw_fd()));
             }
         }
-        if let Err(e) = plan.as_ref().map_or(Ok(()), |p| p.control.apply_connected(SockRef::from(&won.io))) {
+        if let Err(e) = plan.as_ref().map_or(Ok(()), |p| {
+            p.control.apply_connected(SockRef::from(&won.io))
+        }) {
             log::debug!("stream {key:?}: could not apply socket options: {e}");
         }
         log::debug!("stream {key:?}: connected to {}", won.addr);
@@ -279,7 +312,9 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
-        let Some(mut handler) = st.handler.take() else { return };
+        let Some(mut handler) = st.handler.take() else {
+            return;
+        };
         let was = std::mem::replace(&mut self.dispatching, true);
         handler(self, state, StreamSocket(key), StreamEvent::Connected);
         self.dispatching = was;
@@ -305,9 +340,19 @@ fn attempt_status(attempt: &Attempt) -> io::Result<bool> {
     }
 }
 
-fn start_attempt(control: &StreamSocketControl, addr: SocketAddr, registry: &mio::Registry, key: Key) -> Result<TcpStream, Error> {
+fn start_attempt(
+    control: &StreamSocketControl,
+    addr: SocketAddr,
+    registry: &mio::Registry,
+    key: Key,
+) -> Result<TcpStream, Error> {
     let fail = |e: io::Error| Error::from_io("connect", e).with_address(addr);
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP)).map_err(fail)?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )
+    .map_err(fail)?;
     control.apply_before_connect(&socket, &addr).map_err(fail)?;
     match socket.connect(&addr.into()) {
         Ok(()) => {}
@@ -316,7 +361,11 @@ fn start_attempt(control: &StreamSocketControl, addr: SocketAddr, registry: &mio
     }
     let mut io = TcpStream::from_std(socket.into());
     registry
-        .register(&mut io, key.token(), Interest::READABLE | Interest::WRITABLE)
+        .register(
+            &mut io,
+            key.token(),
+            Interest::READABLE | Interest::WRITABLE,
+        )
         .map_err(fail)?;
     Ok(io)
 }

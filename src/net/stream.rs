@@ -14,8 +14,9 @@ use crate::io::inbound::Input;
 use crate::io::outbound::Outbound;
 use crate::io::sys;
 use crate::net::control::{RoundTripTimeStatistics, StreamSocketControl, StreamSocketInformation};
-use crate::net::hostname::{resolve_service, HostName};
+use crate::net::hostname::HostName;
 use crate::net::resolver::Connecting;
+use crate::net::service::resolve_service;
 use crate::reactor::{stale, Deferred, Key, Reactor, Source, TimerAction};
 
 /// A TCP connection: a `Copy` handle to a socket owned by a [`Reactor`].
@@ -76,7 +77,8 @@ pub enum StreamEvent<'a> {
     Closed(Result<(), Error>),
 }
 
-pub(crate) type StreamHandler<S> = Box<dyn FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>)>;
+pub(crate) type StreamHandler<S> =
+    Box<dyn FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>)>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -112,7 +114,11 @@ pub(crate) struct StreamState<S: 'static> {
 }
 
 impl<S: 'static> StreamState<S> {
-    pub(crate) fn new(io: Option<TcpStream>, phase: Phase, handler: Option<StreamHandler<S>>) -> StreamState<S> {
+    pub(crate) fn new(
+        io: Option<TcpStream>,
+        phase: Phase,
+        handler: Option<StreamHandler<S>>,
+    ) -> StreamState<S> {
         StreamState {
             io,
             handler,
@@ -236,11 +242,15 @@ impl StreamSocket {
         let queued = st.out.len();
         if queued.saturating_add(data.len()) > limit {
             st.over_high = true;
-            return Err(Error::new(SocketErrorStatus::NoBufferSpaceAvailable, "write").with_detail(format!(
+            return Err(
+                Error::new(SocketErrorStatus::NoBufferSpaceAvailable, "write").with_detail(
+                    format!(
                 "{} bytes queued, {} more would exceed the limit of {limit}; wait for Drained",
                 queued,
                 data.len()
-            )));
+            ),
+                ),
+            );
         }
         st.out.push(data, &mut reactor.pool);
         if st.out.len() > high {
@@ -328,17 +338,22 @@ impl StreamSocket {
     /// # Errors
     ///
     /// `InvalidHandle` if closed.
-    pub fn information<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<StreamSocketInformation, Error> {
+    pub fn information<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+    ) -> Result<StreamSocketInformation, Error> {
         let st = reactor.stream_mut(self.0, "information")?;
         let io = st.io.as_ref();
         Ok(StreamSocketInformation {
             local_address: io.and_then(|s| s.local_addr().ok()),
             remote_address: io.and_then(|s| s.peer_addr().ok()),
             remote_host_name: st.host.clone(),
-            round_trip_time: io.and_then(|s| sys::tcp_info(s).ok()).map(|i| RoundTripTimeStatistics {
-                smoothed: Duration::from_micros(i.rtt_us.into()),
-                variance: Duration::from_micros(i.rttvar_us.into()),
-                retransmissions: i.total_retrans,
+            round_trip_time: io.and_then(|s| sys::tcp_info(s).ok()).map(|i| {
+                RoundTripTimeStatistics {
+                    smoothed: Duration::from_micros(i.rtt_us.into()),
+                    variance: Duration::from_micros(i.rttvar_us.into()),
+                    retransmissions: i.total_retrans,
+                }
             }),
             queued_bytes: st.out.len(),
         })
@@ -360,17 +375,23 @@ impl StreamSocket {
     ///
     /// `InvalidState` if the socket is not connected, or if bytes are still queued in
     /// either direction (they would be lost); `InvalidHandle` if closed.
-    pub fn into_std<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<std::net::TcpStream, Error> {
+    pub fn into_std<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+    ) -> Result<std::net::TcpStream, Error> {
         let st = reactor.stream_mut(self.0, "into std")?;
         if st.phase != Phase::Open || st.io.is_none() {
-            return Err(Error::new(SocketErrorStatus::InvalidState, "into std").with_detail("not connected"));
+            return Err(Error::new(SocketErrorStatus::InvalidState, "into std")
+                .with_detail("not connected"));
         }
         if !st.out.is_empty() || !st.inbuf.is_empty() {
-            return Err(Error::new(SocketErrorStatus::InvalidState, "into std").with_detail(format!(
-                "{} bytes queued to send and {} received but unconsumed",
-                st.out.len(),
-                st.inbuf.len()
-            )));
+            return Err(
+                Error::new(SocketErrorStatus::InvalidState, "into std").with_detail(format!(
+                    "{} bytes queued to send and {} received but unconsumed",
+                    st.out.len(),
+                    st.inbuf.len()
+                )),
+            );
         }
         let Some(Source::Stream(mut st)) = reactor.sources.remove(self.0) else {
             return Err(stale("into std"));
@@ -401,7 +422,11 @@ fn reset<S: 'static>(st: &mut StreamState<S>) {
 }
 
 impl<S: 'static> Reactor<S> {
-    pub(crate) fn stream_mut(&mut self, key: Key, operation: &'static str) -> Result<&mut StreamState<S>, Error> {
+    pub(crate) fn stream_mut(
+        &mut self,
+        key: Key,
+        operation: &'static str,
+    ) -> Result<&mut StreamState<S>, Error> {
         match self.sources.get_mut(key) {
             Some(Source::Stream(st)) if st.phase != Phase::Closed => Ok(st),
             _ => Err(stale(operation)),
@@ -409,13 +434,23 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// Registers a connected stream; `handler` may be `None` (accepted, not claimed yet).
-    pub(crate) fn add_stream(&mut self, mut io: TcpStream, handler: Option<StreamHandler<S>>) -> Result<Key, Error> {
-        let key = self.sources.insert(Source::Stream(Box::new(StreamState::new(None, Phase::Open, None))));
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut io, key.token(), Interest::READABLE | Interest::WRITABLE)
-        {
+    pub(crate) fn add_stream(
+        &mut self,
+        mut io: TcpStream,
+        handler: Option<StreamHandler<S>>,
+    ) -> Result<Key, Error> {
+        let key = self
+            .sources
+            .insert(Source::Stream(Box::new(StreamState::new(
+                None,
+                Phase::Open,
+                None,
+            ))));
+        if let Err(e) = self.poll.registry().register(
+            &mut io,
+            key.token(),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
             self.sources.remove(key);
             return Err(Error::from_io("register stream", e));
         }
@@ -520,10 +555,12 @@ impl<S: 'static> Reactor<S> {
             let room = limit.saturating_sub(st.inbuf.len());
             if room == 0 {
                 if st.handler.is_some() && st.phase == Phase::Open {
-                    let err = Error::new(SocketErrorStatus::MessageTooLong, "receive").with_detail(format!(
-                        "the handler left {} bytes unconsumed, the inbound limit",
-                        st.inbuf.len()
-                    ));
+                    let err = Error::new(SocketErrorStatus::MessageTooLong, "receive").with_detail(
+                        format!(
+                            "the handler left {} bytes unconsumed, the inbound limit",
+                            st.inbuf.len()
+                        ),
+                    );
                     st.phase = Phase::Closed;
                     self.deferred.push_back(Deferred::Finish(key, Err(err)));
                 }
@@ -595,7 +632,11 @@ impl<S: 'static> Reactor<S> {
         }
         let scratch = std::mem::take(&mut self.scratch);
         let mut consumed = 0;
-        self.call_stream(state, key, StreamEvent::Received(Input::new(&scratch[..n], &mut consumed)));
+        self.call_stream(
+            state,
+            key,
+            StreamEvent::Received(Input::new(&scratch[..n], &mut consumed)),
+        );
         if consumed < n {
             if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
                 if st.phase == Phase::Open {
@@ -612,7 +653,11 @@ impl<S: 'static> Reactor<S> {
         };
         let mut buf = std::mem::take(&mut st.inbuf);
         let mut consumed = 0;
-        if !self.call_stream(state, key, StreamEvent::Received(Input::new(&buf, &mut consumed))) {
+        if !self.call_stream(
+            state,
+            key,
+            StreamEvent::Received(Input::new(&buf, &mut consumed)),
+        ) {
             consumed = buf.len();
         }
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
@@ -724,7 +769,12 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Lingering(io, _)) = self.sources.get_mut(key) else {
             return;
         };
-        if self.poll.registry().reregister(io, key.token(), Interest::READABLE).is_err() {
+        if self
+            .poll
+            .registry()
+            .reregister(io, key.token(), Interest::READABLE)
+            .is_err()
+        {
             self.sources.remove(key);
             return;
         }
@@ -766,8 +816,9 @@ impl<S: 'static> Reactor<S> {
                 st.timer = None;
                 let unsent = st.out.len();
                 reset(st);
-                let err = Error::new(SocketErrorStatus::ConnectionTimedOut, "close")
-                    .with_detail(format!("{unsent} bytes still queued when the linger time ran out"));
+                let err = Error::new(SocketErrorStatus::ConnectionTimedOut, "close").with_detail(
+                    format!("{unsent} bytes still queued when the linger time ran out"),
+                );
                 self.deferred.push_back(Deferred::Finish(key, Err(err)));
             }
             Some(Source::Lingering(..)) => self.end_linger(key),

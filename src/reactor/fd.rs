@@ -126,10 +126,10 @@ impl<S: 'static> Reactor<S> {
             fd,
             handler: Some(Box::new(handler)),
         }));
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut SourceFd(&fd), key.token(), interest.to_mio())
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), key.token(), interest.to_mio())
         {
             self.sources.remove(key);
             return Err(Error::from_io("register fd", e).with_detail(format!("fd {fd}")));

@@ -292,7 +292,8 @@ impl<S: 'static> Reactor<S> {
 
     fn with_config(config: Config) -> Result<Reactor<S>, Error> {
         let poll = Poll::new().map_err(|e| Error::from_io("create poller", e))?;
-        let waker = Waker::new(poll.registry(), WAKER).map_err(|e| Error::from_io("create waker", e))?;
+        let waker =
+            Waker::new(poll.registry(), WAKER).map_err(|e| Error::from_io("create waker", e))?;
         let (posted_tx, posted_rx) = mpsc::channel();
         Ok(Reactor {
             poll,
@@ -381,7 +382,11 @@ impl<S: 'static> Reactor<S> {
 
     /// A handle to post work to this reactor and stop it from other threads.
     pub fn remote(&self) -> Remote<S> {
-        Remote::new(self.posted_tx.clone(), self.waker.clone(), self.shared.clone())
+        Remote::new(
+            self.posted_tx.clone(),
+            self.waker.clone(),
+            self.shared.clone(),
+        )
     }
 
     /// How long the reactor may sleep before it has work: until the next timer, zero if
@@ -413,7 +418,10 @@ impl<S: 'static> Reactor<S> {
         handler: impl FnMut(&mut Reactor<S>, &mut S, TimerId) + 'static,
     ) -> TimerId {
         self.live += 1;
-        TimerId(self.timers.insert(deadline, TimerAction::User(Box::new(handler))))
+        TimerId(
+            self.timers
+                .insert(deadline, TimerAction::User(Box::new(handler))),
+        )
     }
 
     /// Moves a timer's deadline to `after` from now; from inside its own callback this

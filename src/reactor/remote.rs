@@ -67,10 +67,13 @@ impl<S: 'static> Remote<S> {
     /// # Errors
     ///
     /// `InvalidHandle` if the reactor is gone; the job is dropped unrun.
-    pub fn post(&self, job: impl FnOnce(&mut Reactor<S>, &mut S) + Send + 'static) -> Result<(), Error> {
-        self.tx
-            .send(Box::new(job))
-            .map_err(|_| Error::new(SocketErrorStatus::InvalidHandle, "post").with_detail("the reactor is gone"))?;
+    pub fn post(
+        &self,
+        job: impl FnOnce(&mut Reactor<S>, &mut S) + Send + 'static,
+    ) -> Result<(), Error> {
+        self.tx.send(Box::new(job)).map_err(|_| {
+            Error::new(SocketErrorStatus::InvalidHandle, "post").with_detail("the reactor is gone")
+        })?;
         self.wake()
     }
 
@@ -85,7 +88,9 @@ impl<S: 'static> Remote<S> {
     }
 
     fn wake(&self) -> Result<(), Error> {
-        self.waker.wake().map_err(|e| Error::from_io("wake reactor", e))
+        self.waker
+            .wake()
+            .map_err(|e| Error::from_io("wake reactor", e))
     }
 }
 
