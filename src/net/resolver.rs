@@ -107,6 +107,31 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
+    pub(crate) fn begin_connect_addresses(
+        &mut self,
+        key: Key,
+        addrs: Vec<SocketAddr>,
+        control: &StreamSocketControl,
+    ) {
+        let timeout = self.set_internal_timer(
+            control.get_connect_timeout(),
+            TimerAction::ConnectTimeout(key),
+        );
+        let plan = Box::new(Connecting {
+            control: control.clone(),
+            addrs: interleave_families(addrs, true),
+            next: 0,
+            attempts: Vec::new(),
+            last_error: None,
+            stagger: None,
+            timeout: Some(timeout),
+        });
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            st.connect = Some(plan);
+        }
+        self.start_connecting(key);
+    }
+
     fn request_resolution(&mut self, key: Key, host: HostName, port: u16) -> Result<(), Error> {
         if self.resolver.is_none() {
             let resolver = Resolver::start(self.waker())

@@ -185,6 +185,32 @@ impl StreamSocket {
         Ok(StreamSocket(key))
     }
 
+    /// Connects to the first of `addresses` that answers, racing them as
+    /// [`connect`](Self::connect) does (IPv6 and IPv4 interleaved, a new attempt every
+    /// 250 ms unless attempts are serialized). For callers that resolve names
+    /// themselves.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for an empty list; connection failures come as `Closed(Err(_))`.
+    pub fn connect_addresses<S: 'static>(
+        reactor: &mut Reactor<S>,
+        addresses: &[SocketAddr],
+        control: &StreamSocketControl,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>) + 'static,
+    ) -> Result<StreamSocket, Error> {
+        let Some(first) = addresses.first() else {
+            return Err(Error::new(SocketErrorStatus::InvalidArgument, "connect")
+                .with_detail("no address to connect to"));
+        };
+        let mut st = StreamState::new(None, Phase::Resolving, Some(Box::new(handler)));
+        st.host = Some(HostName::from(first.ip()));
+        let key = reactor.sources.insert(Source::Stream(Box::new(st)));
+        reactor.live += 1;
+        reactor.begin_connect_addresses(key, addresses.to_vec(), control);
+        Ok(StreamSocket(key))
+    }
+
     /// Adopts a connected `std` socket (made non-blocking here).
     ///
     /// # Errors
