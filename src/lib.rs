@@ -18,4 +18,6 @@ pub use net::hostname::{HostName, HostNameType};
 pub use net::listener::{ConnectionReceived, ListenerEvent, StreamSocketListener};
 pub use net::service::resolve_service;
 pub use net::stream::{StreamEvent, StreamSocket};
-pub use reactor::{Builder, FdEvent, FdSource, Interest, Reactor, Remote, Stats, TimerId};
+pub use reactor::{
+    set_nonblocking, Builder, FdEvent, FdSource, Interest, Reactor, Remote, Stats, TimerId,
+};

@@ -14,6 +14,7 @@
 /// # Examples
 ///
 /// ```
+/// # #[allow(dead_code)]
 /// # fn demo(input: &mut sockloop::Input<'_>) {
 /// // A line parser: take complete lines, leave a partial one for later.
 /// while let Some(end) = input.bytes().iter().position(|&b| b == b'\n') {

@@ -4,6 +4,7 @@
 //! - [`tcp_info`]: round-trip-time statistics from `getsockopt(TCP_INFO)`.
 //! - [`inherited_listener`]: adopt a listening socket passed by a service manager
 //!   (`LISTEN_FDS`), after checking it is one.
+//! - [`set_nonblocking`]: `O_NONBLOCK` on foreign descriptors (stdin, pipes).
 //! - [`borrow_fd`]: `AsFd` for types that only offer `AsRawFd` (the poller).
 #![allow(unsafe_code)]
 
@@ -71,6 +72,26 @@ pub(crate) fn inherited_listener(fd: RawFd) -> io::Result<std::net::TcpListener>
     // F_SETFD on an owned, open fd has no other effect.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     Ok(listener)
+}
+
+/// Sets or clears `O_NONBLOCK` on a descriptor.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: F_GETFL only reads the flags of an fd that `fd` keeps open.
+    let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let new = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: F_SETFL with the flags just read, O_NONBLOCK changed, on the same open fd.
+    if new != flags && unsafe { libc::fcntl(raw, libc::F_SETFL, new) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Borrows the descriptor of `owner` for as long as `owner` is borrowed.

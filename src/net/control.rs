@@ -170,12 +170,27 @@ impl StreamSocketControl {
         socket: &Socket,
         addr: &SocketAddr,
     ) -> io::Result<()> {
+        self.apply_buffer_sizes(socket)?;
+        self.apply_ip(socket, addr)
+    }
+
+    /// The kernel buffer sizes. They size the TCP window (and its scale, fixed by the
+    /// handshake), so they take effect only if set before `connect` or, for accepted
+    /// sockets, on the listening socket before `listen` (tcp(7)); set on an
+    /// established connection, a smaller receive buffer than the window already
+    /// advertised makes the kernel drop segments and throughput collapse.
+    pub(crate) fn apply_buffer_sizes(&self, socket: &Socket) -> io::Result<()> {
         if let Some(n) = self.outbound_buffer_size {
             socket.set_send_buffer_size(n)?;
         }
         if let Some(n) = self.inbound_buffer_size {
             socket.set_recv_buffer_size(n)?;
         }
+        Ok(())
+    }
+
+    /// TTL and TOS.
+    fn apply_ip(&self, socket: &Socket, addr: &SocketAddr) -> io::Result<()> {
         if let Some(hops) = self.hop_limit {
             if addr.is_ipv4() {
                 socket.set_ttl_v4(hops)?;
@@ -208,10 +223,12 @@ impl StreamSocketControl {
         Ok(())
     }
 
-    /// Everything, for sockets that are already connected (accepted or adopted).
-    pub(crate) fn apply_all(&self, socket: SockRef<'_>, addr: &SocketAddr) -> io::Result<()> {
+    /// Everything but the buffer sizes, for accepted sockets (which inherit the
+    /// buffer sizes of their listening socket, see
+    /// [`apply_buffer_sizes`](Self::apply_buffer_sizes)).
+    pub(crate) fn apply_accepted(&self, socket: SockRef<'_>, addr: &SocketAddr) -> io::Result<()> {
         let owned: &Socket = &socket;
-        self.apply_before_connect(owned, addr)?;
+        self.apply_ip(owned, addr)?;
         self.apply_connected(socket)
     }
 }
@@ -278,7 +295,9 @@ impl StreamSocketListenerControl {
         self
     }
 
-    /// The options applied to every accepted socket.
+    /// The options applied to every accepted socket. Its buffer sizes are set on the
+    /// listening socket before `listen` and inherited: set on an accepted connection
+    /// they would come too late to size its TCP window.
     #[must_use]
     pub fn accepted(mut self, control: StreamSocketControl) -> Self {
         self.accepted = control;

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mio::net::TcpListener;
@@ -43,7 +44,7 @@ const FD_RETRY: Duration = Duration::from_millis(100);
 /// reactor.run(&mut ())?;
 /// # Ok::<(), sockloop::Error>(())
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamSocketListener(pub(crate) Key);
 
 impl fmt::Debug for StreamSocketListener {
@@ -86,6 +87,8 @@ pub(crate) struct ListenerState<S: 'static> {
     local: SocketAddr,
     /// Out of file descriptors: waiting for the retry timer.
     retry: Option<Key>,
+    /// `close` was called: accept nothing more.
+    closing: bool,
     queued_ready: bool,
 }
 
@@ -186,7 +189,8 @@ impl StreamSocketListener {
     /// Adopts the listening sockets a service manager passed to this process
     /// (systemd socket activation: `LISTEN_PID` names this process, `LISTEN_FDS`
     /// counts descriptors from 3 on). Each gets a clone of `handler`. Returns an empty
-    /// list when the variables are absent or meant for another process.
+    /// list when the variables are absent or meant for another process, and on every
+    /// call after the first: the descriptors have one owner.
     ///
     /// # Errors
     ///
@@ -208,6 +212,12 @@ impl StreamSocketListener {
         let (true, Some(count)) = (pid_ok, count) else {
             return Ok(Vec::new());
         };
+        // Adopting the same descriptor twice would give it two owners (and close it
+        // twice): only the first call takes them.
+        static ADOPTED: AtomicBool = AtomicBool::new(false);
+        if ADOPTED.swap(true, Ordering::AcqRel) {
+            return Ok(Vec::new());
+        }
         const FIRST: i32 = 3;
         let mut out = Vec::new();
         for fd in FIRST..FIRST.saturating_add(count.clamp(0, 1024)) {
@@ -239,16 +249,24 @@ impl StreamSocketListener {
     ///
     /// `InvalidHandle` if already closed.
     pub fn close<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
-        match reactor.sources.get(self.0) {
-            Some(Source::Listener(_)) => {
-                reactor
-                    .deferred
-                    .push_back(crate::reactor::Deferred::Finish(self.0, Ok(())));
+        match reactor.sources.get_mut(self.0) {
+            Some(Source::Listener(l)) => {
+                if !l.closing {
+                    l.closing = true;
+                    reactor
+                        .deferred
+                        .push_back(crate::reactor::Deferred::Finish(self.0, Ok(())));
+                }
                 Ok(())
             }
             _ => Err(stale("close listener")),
         }
     }
+}
+
+/// The address with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) made IPv4.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 fn bind_socket(
@@ -268,6 +286,8 @@ fn bind_socket(
         socket.set_only_v6(control.only_ipv6)?;
     }
     socket.bind(&addr.into())?;
+    // Inherited by accepted sockets; only effective before `listen`.
+    control.accepted.apply_buffer_sizes(&socket)?;
     socket.listen(control.backlog)?;
     Ok(socket.into())
 }
@@ -288,6 +308,7 @@ impl<S: 'static> Reactor<S> {
             accepted,
             local,
             retry: None,
+            closing: false,
             queued_ready: false,
         };
         let key = self.sources.insert(Source::Listener(Box::new(state)));
@@ -306,14 +327,26 @@ impl<S: 'static> Reactor<S> {
         Ok(StreamSocketListener(key))
     }
 
+    /// A kernel event. A listener queued to be served this turn (it went over its
+    /// budget last turn) is served from the queue only, so that it does not accept
+    /// twice its budget in one turn.
+    pub(crate) fn listener_event(&mut self, state: &mut S, key: Key) {
+        if let Some(Source::Listener(l)) = self.sources.get(key) {
+            if l.queued_ready {
+                return;
+            }
+        }
+        self.listener_ready(state, key);
+    }
+
     /// Accepts until `WouldBlock`, the per-turn budget, or fd exhaustion.
     pub(crate) fn listener_ready(&mut self, state: &mut S, key: Key) {
         for _ in 0..self.config.accept_budget {
             let Some(Source::Listener(l)) = self.sources.get_mut(key) else {
                 return;
             };
-            if l.retry.is_some() {
-                return; // waiting for file descriptors; the retry timer resumes
+            if l.retry.is_some() || l.closing {
+                return; // waiting for file descriptors (the retry timer resumes), or closed
             }
             match l.io.accept() {
                 Ok((io, remote)) => self.accepted(state, key, io, remote),
@@ -368,9 +401,12 @@ impl<S: 'static> Reactor<S> {
             return;
         };
         let local = io.local_addr().unwrap_or(l.local);
-        if let Err(e) = l.accepted.apply_all(SockRef::from(&io), &remote) {
+        if let Err(e) = l.accepted.apply_accepted(SockRef::from(&io), &remote) {
             log::debug!("accepted {remote}: could not apply socket options: {e}");
         }
+        // An IPv4 peer of a dual-stack listener is reported as IPv4 (127.0.0.1), not
+        // as an IPv4-mapped IPv6 address (::ffff:127.0.0.1).
+        let (remote, local) = (canonical(remote), canonical(local));
         let socket = match self.add_stream(io, None) {
             Ok(socket) => socket,
             Err(e) => return log::debug!("accepted {remote}: {e}"),

@@ -117,9 +117,11 @@ impl<S: 'static> Reactor<S> {
             control.get_connect_timeout(),
             TimerAction::ConnectTimeout(key),
         );
+        // The caller's first address says which family goes first (RFC 8305 §4).
+        let first_is_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
         let plan = Box::new(Connecting {
             control: control.clone(),
-            addrs: interleave_families(addrs, true),
+            addrs: interleave_families(addrs, first_is_v6),
             next: 0,
             attempts: Vec::new(),
             last_error: None,
@@ -170,7 +172,10 @@ impl<S: 'static> Reactor<S> {
             match (answer, st.connect.as_mut()) {
                 (Ok(addrs), Some(plan)) => {
                     log::debug!("stream {key:?}: resolved to {addrs:?}");
-                    plan.addrs = interleave_families(addrs, true);
+                    // getaddrinfo sorted them (RFC 6724): the family of the first
+                    // goes first (RFC 8305 §4).
+                    let first_is_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
+                    plan.addrs = interleave_families(addrs, first_is_v6);
                     self.start_connecting(key);
                 }
                 (Err(e), _) => self.fail_connect(key, e),
@@ -267,7 +272,8 @@ impl<S: 'static> Reactor<S> {
                 err = err.with_address(a.addr);
             }
         }
-        st.connect = None;
+        let stagger = st.connect.take().and_then(|plan| plan.stagger);
+        self.cancel_internal_timer(stagger);
         self.fail_connect(key, err);
     }
 

@@ -15,6 +15,7 @@ use crate::io::outbound::Outbound;
 use crate::io::sys;
 use crate::net::control::{RoundTripTimeStatistics, StreamSocketControl, StreamSocketInformation};
 use crate::net::hostname::HostName;
+use crate::net::listener::canonical;
 use crate::net::resolver::Connecting;
 use crate::net::service::resolve_service;
 use crate::reactor::{stale, Deferred, Key, Reactor, Source, TimerAction};
@@ -47,7 +48,7 @@ use crate::reactor::{stale, Deferred, Key, Reactor, Source, TimerAction};
 /// reactor.run(&mut ())?;
 /// # Ok::<(), sockloop::Error>(())
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamSocket(pub(crate) Key);
 
 impl fmt::Debug for StreamSocket {
@@ -103,6 +104,9 @@ pub(crate) struct StreamState<S: 'static> {
     /// The linger timer of a closing socket.
     pub(crate) timer: Option<Key>,
     pub(crate) read_closed: bool,
+    /// The kernel reported the peer's FIN (or an error): read on to end of file, past
+    /// short reads, since no new edge will come for it.
+    peer_fin: bool,
     eof_delivered: bool,
     /// `inbuf` holds bytes the handler has not seen yet.
     input_pending: bool,
@@ -129,6 +133,7 @@ impl<S: 'static> StreamState<S> {
             host: None,
             timer: None,
             read_closed: false,
+            peer_fin: false,
             eof_delivered: false,
             input_pending: false,
             want_shutdown: false,
@@ -159,7 +164,8 @@ impl StreamSocket {
     ///
     /// An address literal is connected at once. A name is resolved on a helper thread
     /// (the loop never blocks on DNS); then the addresses are tried in the order of
-    /// RFC 8305 (Happy Eyeballs v2): IPv6 and IPv4 interleaved, a new attempt started
+    /// RFC 8305 (Happy Eyeballs v2): IPv6 and IPv4 interleaved (starting with the family
+    /// of the first address the system's sorted answer gives), a new attempt started
     /// every 250 ms while the earlier ones are still running, the first to connect
     /// winning — or one after the other with
     /// [`serialize_connection_attempts`](StreamSocketControl::serialize_connection_attempts).
@@ -186,9 +192,9 @@ impl StreamSocket {
     }
 
     /// Connects to the first of `addresses` that answers, racing them as
-    /// [`connect`](Self::connect) does (IPv6 and IPv4 interleaved, a new attempt every
-    /// 250 ms unless attempts are serialized). For callers that resolve names
-    /// themselves.
+    /// [`connect`](Self::connect) does (IPv6 and IPv4 interleaved starting with the
+    /// family of the first address, a new attempt every 250 ms unless attempts are
+    /// serialized). For callers that resolve names themselves.
     ///
     /// # Errors
     ///
@@ -258,6 +264,8 @@ impl StreamSocket {
     ///
     /// - `NoBufferSpaceAvailable` if the queue would exceed its hard limit: nothing of
     ///   `data` is queued. Wait for `Drained`.
+    /// - `MessageTooLong` if `data` alone is longer than the hard limit: it could never
+    ///   be queued (and no `Drained` would come for it); split it.
     /// - `InvalidState` after `close` or `shutdown_write`; `InvalidHandle` if closed.
     pub fn write<S: 'static>(self, reactor: &mut Reactor<S>, data: &[u8]) -> Result<(), Error> {
         let (limit, high) = (reactor.config.write_limit, reactor.config.high_watermark);
@@ -265,6 +273,14 @@ impl StreamSocket {
             return Err(stale("write"));
         };
         writable_state(st, "write")?;
+        if data.len() > limit {
+            return Err(
+                Error::new(SocketErrorStatus::MessageTooLong, "write").with_detail(format!(
+                    "{} bytes can never fit the write queue (limit {limit}): split the write",
+                    data.len()
+                )),
+            );
+        }
         let queued = st.out.len();
         if queued.saturating_add(data.len()) > limit {
             st.over_high = true;
@@ -353,8 +369,15 @@ impl StreamSocket {
         if st.phase == Phase::Closed {
             return Err(stale("abort"));
         }
+        // A connecting socket's plan owns timers: cancel them with it, or they would
+        // stay armed (the connect timeout for up to 30 s) after the socket is gone.
+        let plan = st.connect.take();
         reset(st);
         st.out.release(&mut reactor.pool);
+        if let Some(plan) = plan {
+            reactor.cancel_internal_timer(plan.stagger);
+            reactor.cancel_internal_timer(plan.timeout);
+        }
         reactor.deferred.push_back(Deferred::Finish(self.0, Ok(())));
         Ok(())
     }
@@ -371,8 +394,9 @@ impl StreamSocket {
         let st = reactor.stream_mut(self.0, "information")?;
         let io = st.io.as_ref();
         Ok(StreamSocketInformation {
-            local_address: io.and_then(|s| s.local_addr().ok()),
-            remote_address: io.and_then(|s| s.peer_addr().ok()),
+            // IPv4 peers of dual-stack sockets as IPv4, as `ConnectionReceived` has them.
+            local_address: io.and_then(|s| s.local_addr().ok()).map(canonical),
+            remote_address: io.and_then(|s| s.peer_addr().ok()).map(canonical),
             remote_host_name: st.host.clone(),
             round_trip_time: io.and_then(|s| sys::tcp_info(s).ok()).map(|i| {
                 RoundTripTimeStatistics {
@@ -534,6 +558,12 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
+        if event.is_read_closed() || event.is_error() {
+            // Also while connecting: the peer may send and close before `Connected`
+            // is delivered, in the very event that completes the connection. (If the
+            // event came from a failed attempt instead, an extra read is all it costs.)
+            st.peer_fin = true;
+        }
         match st.phase {
             Phase::Connecting => self.check_connect(state, key, event.is_readable()),
             Phase::Open | Phase::Closing => {
@@ -566,7 +596,8 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
-    /// Reads until `WouldBlock`, a short read, end of file or the budget.
+    /// Reads until `WouldBlock`, a short read (unless the peer's FIN was reported),
+    /// end of file or the budget.
     pub(crate) fn stream_read(&mut self, state: &mut S, key: Key) {
         self.deliver_pending(state, key);
         let mut budget = self.config.read_budget;
@@ -592,6 +623,7 @@ impl<S: 'static> Reactor<S> {
                 }
                 return;
             }
+            let to_eof = st.peer_fin;
             let Some(io) = st.io.as_mut() else { return };
             let want = room.min(self.scratch.len());
             match io.read(&mut self.scratch[..want]) {
@@ -599,7 +631,7 @@ impl<S: 'static> Reactor<S> {
                 Ok(n) => {
                     self.received(state, key, n);
                     budget = budget.saturating_sub(n);
-                    if n < want {
+                    if n < want && !to_eof {
                         return;
                     }
                     if budget == 0 {

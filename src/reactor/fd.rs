@@ -8,6 +8,28 @@ use mio::unix::SourceFd;
 use super::{stale, Key, Reactor, Source};
 use crate::error::Error;
 
+/// Sets or clears `O_NONBLOCK` on a descriptor, so that an edge-triggered handler can
+/// read it until `WouldBlock` (stdin and pipes are blocking by default).
+///
+/// The flag belongs to the open file description: it is shared with every process
+/// using the same terminal or pipe. Clear it again before exiting.
+///
+/// # Errors
+///
+/// When `fcntl` fails.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (reader, _writer) = std::os::unix::net::UnixStream::pair().unwrap();
+/// sockloop::set_nonblocking(reader.as_fd(), true)?;
+/// # Ok::<(), sockloop::Error>(())
+/// ```
+pub fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>, on: bool) -> Result<(), Error> {
+    crate::io::sys::set_nonblocking(fd, on).map_err(|e| Error::from_io("set non-blocking", e))
+}
+
 /// Which readiness to wait for on a foreign fd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interest {
@@ -58,7 +80,7 @@ impl FdEvent {
 }
 
 /// A handle to a foreign fd registered with [`Reactor::register_fd`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FdSource(pub(crate) Key);
 
 impl fmt::Debug for FdSource {

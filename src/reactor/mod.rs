@@ -20,7 +20,7 @@ use crate::net::listener::ListenerState;
 use crate::net::resolver::Resolver;
 use crate::net::stream::StreamState;
 
-pub use fd::{FdEvent, FdSource, Interest};
+pub use fd::{set_nonblocking, FdEvent, FdSource, Interest};
 pub(crate) use registry::Key;
 use registry::{Registry, WAKER};
 pub use remote::Remote;
@@ -31,7 +31,7 @@ use timer::Timers;
 ///
 /// Returned by [`Reactor::set_timer`]; stale once the timer has fired (unless it was
 /// re-armed from its own callback) or was cancelled.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(pub(crate) Key);
 
 impl fmt::Debug for TimerId {
@@ -78,7 +78,7 @@ pub(crate) enum Deferred {
 /// # Examples
 ///
 /// ```
-/// let reactor = sockloop::Reactor::<()>::builder()
+/// let reactor: sockloop::Reactor<()> = sockloop::Reactor::<()>::builder()
 ///     .event_capacity(256)
 ///     .read_budget(64 * 1024)
 ///     .watermarks(16 * 1024, 128 * 1024, 1024 * 1024)
@@ -325,7 +325,16 @@ impl<S: 'static> Reactor<S> {
     ///
     /// When polling fails, or when called from inside a handler.
     pub fn run(&mut self, state: &mut S) -> Result<(), Error> {
-        while !self.stopped && !self.shared.take_stop() && self.live > 0 {
+        if self.dispatching {
+            return Err(inside_handler("run"));
+        }
+        loop {
+            // Work deferred outside any handler (a `close` made before `run`) may end
+            // the last source: do it before deciding to wait.
+            self.after_dispatch(state);
+            if self.stopped || self.shared.take_stop() || self.live == 0 {
+                break;
+            }
             self.turn(state, None)?;
         }
         self.stopped = false;
@@ -345,11 +354,22 @@ impl<S: 'static> Reactor<S> {
     /// handlers inside handlers).
     pub fn turn(&mut self, state: &mut S, timeout: Option<Duration>) -> Result<usize, Error> {
         if self.dispatching {
-            return Err(Error::new(SocketErrorStatus::InvalidState, "turn")
-                .with_detail("called from inside a handler"));
+            return Err(inside_handler("turn"));
         }
+        // Work left by calls made outside any handler (a `close` or `abort` between
+        // turns) runs first. If there was some, handlers may have run (a `Closed` was
+        // delivered) and the caller's condition changed: do not block this turn.
+        let had_deferred = !self.deferred.is_empty();
         self.after_dispatch(state);
-        let wait = self.poll_timeout(timeout);
+        let wait = if had_deferred {
+            Some(Duration::ZERO)
+        } else {
+            self.poll_timeout(timeout)
+        };
+        // Sources that went over their budget last turn are served after this turn's
+        // events; those that go over budget now wait for the next turn, so a budget is
+        // per turn.
+        let carried = std::mem::take(&mut self.ready);
         let mut events = self
             .events
             .take()
@@ -357,6 +377,7 @@ impl<S: 'static> Reactor<S> {
         self.stats.turns += 1;
         if let Err(e) = self.poll.poll(&mut events, wait) {
             self.events = Some(events);
+            self.ready = carried;
             if e.kind() == std::io::ErrorKind::Interrupted {
                 return Ok(0);
             }
@@ -369,7 +390,7 @@ impl<S: 'static> Reactor<S> {
         }
         self.events = Some(events);
         self.stats.events += count as u64;
-        self.serve_ready(state);
+        self.serve_ready(state, carried);
         self.fire_timers(state);
         self.after_dispatch(state);
         Ok(count)
@@ -408,7 +429,7 @@ impl<S: 'static> Reactor<S> {
         after: Duration,
         handler: impl FnMut(&mut Reactor<S>, &mut S, TimerId) + 'static,
     ) -> TimerId {
-        self.set_timer_at(Instant::now() + after, handler)
+        self.set_timer_at(deadline_after(after), handler)
     }
 
     /// Sets a one-shot timer for an instant.
@@ -431,7 +452,7 @@ impl<S: 'static> Reactor<S> {
     ///
     /// `InvalidHandle` if the timer fired (and was not re-armed) or was cancelled.
     pub fn reset_timer(&mut self, id: TimerId, after: Duration) -> Result<(), Error> {
-        if self.timers.reset(id.0, Instant::now() + after) {
+        if self.timers.reset(id.0, deadline_after(after)) {
             Ok(())
         } else {
             Err(stale("reset timer"))
@@ -459,7 +480,7 @@ impl<S: 'static> Reactor<S> {
     }
 
     pub(crate) fn set_internal_timer(&mut self, after: Duration, action: TimerAction<S>) -> Key {
-        self.timers.insert(Instant::now() + after, action)
+        self.timers.insert(deadline_after(after), action)
     }
 
     pub(crate) fn cancel_internal_timer(&mut self, key: Option<Key>) {
@@ -491,7 +512,7 @@ impl<S: 'static> Reactor<S> {
         match self.sources.get(key) {
             None => self.stats.stale_events += 1,
             Some(Source::Stream(_)) => self.stream_event(state, key, event),
-            Some(Source::Listener(_)) => self.listener_ready(state, key),
+            Some(Source::Listener(_)) => self.listener_event(state, key),
             Some(Source::Fd(_)) => self.fd_event(state, key, FdEvent::from_mio(event)),
             Some(Source::Lingering(..)) => self.linger_ready(key),
         }
@@ -499,11 +520,10 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// Serves the sources that used up their budget last turn.
-    fn serve_ready(&mut self, state: &mut S) {
-        if self.ready.is_empty() {
+    fn serve_ready(&mut self, state: &mut S, mut ready: Vec<Key>) {
+        if ready.is_empty() {
             return;
         }
-        let mut ready = std::mem::take(&mut self.ready);
         for key in ready.drain(..) {
             match self.sources.get_mut(key) {
                 Some(Source::Stream(st)) => {
@@ -593,7 +613,11 @@ impl<S: 'static> Reactor<S> {
 
     fn woken(&mut self, state: &mut S) {
         self.resolved();
-        while let Ok(job) = self.posted_rx.try_recv() {
+        // Only the jobs posted so far: a job that posts another (a "yield") must not
+        // keep this turn going forever; the later one runs next turn (its post woke
+        // the poller again).
+        let jobs: Vec<Posted<S>> = self.posted_rx.try_iter().collect();
+        for job in jobs {
             let was = std::mem::replace(&mut self.dispatching, true);
             job(self, state);
             self.dispatching = was;
@@ -620,6 +644,21 @@ impl<S: 'static> AsFd for Reactor<S> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         crate::io::sys::borrow_fd(&self.poll)
     }
+}
+
+/// `after` from now; a duration too long for an `Instant` (`Duration::MAX`: "never")
+/// gives a deadline a century away instead of panicking.
+fn deadline_after(after: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(after.min(CENTURY))
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
+fn inside_handler(operation: &'static str) -> Error {
+    Error::new(SocketErrorStatus::InvalidState, operation)
+        .with_detail("called from inside a handler, which would run handlers inside handlers")
 }
 
 pub(crate) fn stale(operation: &'static str) -> Error {

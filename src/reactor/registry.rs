@@ -13,7 +13,7 @@ use slab::Slab;
 pub(crate) const WAKER: Token = Token(usize::MAX);
 
 /// A slot index and the generation that filled it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub(crate) struct Key {
     pub(crate) index: u32,
     pub(crate) gen: u32,
