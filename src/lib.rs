@@ -4,5 +4,6 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod error;
+pub mod framing;
 
 pub use error::{Error, Result, SocketErrorStatus};
