@@ -284,4 +284,9 @@ fn data_reader_fuzz_glue() {
     for input in inputs {
         sockloop::framing::fuzzing::data_reader_target(input);
     }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/data_reader");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let input = std::fs::read(entry.unwrap().path()).unwrap();
+        sockloop::framing::fuzzing::data_reader_target(&input);
+    }
 }
