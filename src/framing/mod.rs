@@ -3,7 +3,7 @@
 //! This module is pure code: no sockets, no I/O, no `unsafe`. It is the layer that
 //! fuzzers drive directly, so every entry point is bounded (a maximum frame or line
 //! length, checked before anything is reserved), never panics on bad input, and reports
-//! malformed input as an [`Error`] with a [`SocketErrorStatus`](crate::SocketErrorStatus):
+//! malformed input as an [`Error`] with a [`SocketErrorStatus`]:
 //! `ProtocolError` for malformed input, `MessageTooLong` for an over-long frame or line.
 //!
 //! - [`DataReader`] and [`DataWriter`]: the `Windows.Storage.Streams` pair, over byte
@@ -236,6 +236,19 @@ pub trait Encoder {
 /// A [`Decoder`] that is also an [`Encoder`]: what a socket's framing is set with.
 ///
 /// Implemented for every type that implements both, so `Box<dyn Codec>` holds any codec.
+///
+/// ```
+/// use sockloop::framing::{Codec, Decoded, LengthPrefixed, Lines};
+///
+/// let mut codecs: Vec<Box<dyn Codec>> = vec![Box::new(LengthPrefixed::new()), Box::new(Lines::new())];
+/// let mut wire = Vec::new();
+/// for codec in &mut codecs {
+///     wire.clear();
+///     codec.encode(b"ping", &mut wire)?;
+///     assert!(matches!(codec.decode(&wire)?, Decoded::Frame { consumed, .. } if consumed == wire.len()));
+/// }
+/// # Ok::<(), sockloop::Error>(())
+/// ```
 pub trait Codec: Decoder + Encoder {}
 
 impl<T: Decoder + Encoder + ?Sized> Codec for T {}
