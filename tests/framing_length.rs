@@ -311,3 +311,23 @@ fn corpus(dir: &str) -> Vec<Vec<u8>> {
         .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
         .collect()
 }
+
+#[test]
+fn a_boxed_codec_forwards_every_method() {
+    let mut boxed: Box<dyn sockloop::framing::Codec> = Box::new(LengthPrefixed::new());
+    assert_eq!(boxed.encoded_len(3), Some(7));
+    assert_eq!(
+        boxed.decode(&[0, 0, 0, 3, b'a']).unwrap(),
+        Decoded::NeedMore { consumed: 4 }
+    );
+    assert_eq!(boxed.size_hint(), 3);
+    let err = boxed.decode_eof(b"a").unwrap_err();
+    assert!(
+        err.to_string().contains("expected 3 payload bytes, got 1"),
+        "{err}"
+    );
+    // After an error the stream is closed; a new connection gets a new codec.
+    let mut boxed: Box<dyn sockloop::framing::Codec> = Box::new(LengthPrefixed::new());
+    let out = decode_chunks(&mut boxed, [&[0u8, 0, 0, 1, b'z'][..]]);
+    assert_eq!(out.frames, [b"z"]);
+}

@@ -253,6 +253,30 @@ pub trait Codec: Decoder + Encoder {}
 
 impl<T: Decoder + Encoder + ?Sized> Codec for T {}
 
+impl<D: Decoder + ?Sized> Decoder for Box<D> {
+    fn decode(&mut self, src: &[u8]) -> Result<Decoded> {
+        (**self).decode(src)
+    }
+
+    fn decode_eof(&mut self, src: &[u8]) -> Result<Decoded> {
+        (**self).decode_eof(src)
+    }
+
+    fn size_hint(&self) -> usize {
+        (**self).size_hint()
+    }
+}
+
+impl<E: Encoder + ?Sized> Encoder for Box<E> {
+    fn encode(&mut self, frame: &[u8], dst: &mut Vec<u8>) -> Result<()> {
+        (**self).encode(frame, dst)
+    }
+
+    fn encoded_len(&self, frame_len: usize) -> Option<usize> {
+        (**self).encoded_len(frame_len)
+    }
+}
+
 /// The error for a stream that ends inside a frame.
 pub(crate) fn eof_error(operation: &'static str, expected: &'static str) -> Error {
     Error::new(SocketErrorStatus::ProtocolError, operation)
