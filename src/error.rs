@@ -462,7 +462,10 @@ mod tests {
         let e = Error::from_io("connect", io::Error::from_raw_os_error(libc::ECONNREFUSED))
             .with_address("127.0.0.1:9".parse().unwrap());
         let text = e.to_string();
-        assert!(text.starts_with("connect failed (127.0.0.1:9): ConnectionRefused"), "{text}");
+        assert!(
+            text.starts_with("connect failed (127.0.0.1:9): ConnectionRefused"),
+            "{text}"
+        );
         assert_eq!(e.status(), SocketErrorStatus::ConnectionRefused);
         assert!(std::error::Error::source(&e).is_some());
     }
