@@ -4,6 +4,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod error;
+pub mod framing;
 mod io;
 pub mod net;
 mod reactor;

@@ -1,0 +1,7 @@
+//! Length-prefixed decoding with a configuration and a chunking drawn from the input:
+//! chunked and whole decoding agree, and every frame encodes back to its bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    sockloop::framing::fuzzing::length_prefixed_target(data);
+});
