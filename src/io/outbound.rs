@@ -55,15 +55,17 @@ impl Outbound {
         }
     }
 
-    /// Appends bytes produced by `fill` (an encoder), which writes into a chunk's
-    /// spare room or, when the frame is larger, into its own buffer.
-    #[allow(dead_code)] // the framing layer's encoders write through this
+    /// Appends bytes produced by `fill` (an encoder writing header, payload and
+    /// trailer), which expects to write about `size` bytes: into the last chunk if it
+    /// has the room, else into a fresh chunk, or into a buffer of its own for a frame
+    /// larger than a chunk. On error nothing is appended.
     pub(crate) fn push_with<E>(
         &mut self,
         pool: &mut BufPool,
+        size: usize,
         fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<usize, E> {
-        let last = self.last_with_room(pool);
+        let last = self.last_with_room_for(size, pool);
         let before = last.len();
         let result = fill(last);
         if result.is_err() {
@@ -72,6 +74,27 @@ impl Outbound {
         let added = last.len() - before;
         self.len += added;
         result.map(|()| added)
+    }
+
+    fn last_with_room_for(&mut self, size: usize, pool: &mut BufPool) -> &mut Vec<u8> {
+        let room = match self.tail.back() {
+            Some(b) => b.capacity() - b.len(),
+            None => self.head.capacity() - self.head.len(),
+        };
+        if room < size {
+            let fresh = if size > super::CHUNK {
+                Vec::with_capacity(size)
+            } else {
+                pool.get()
+            };
+            if self.head.capacity() == 0 {
+                self.head = fresh;
+                self.off = 0;
+            } else {
+                self.tail.push_back(fresh);
+            }
+        }
+        self.tail.back_mut().unwrap_or(&mut self.head)
     }
 
     fn last_with_room(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
@@ -271,14 +294,14 @@ mod tests {
         let mut pool = BufPool::new(8);
         let mut q = Outbound::default();
         q.push(b"ab", &mut pool);
-        let r: Result<usize, ()> = q.push_with(&mut pool, |v| {
+        let r: Result<usize, ()> = q.push_with(&mut pool, 4, |v| {
             v.extend_from_slice(b"junk");
             Err(())
         });
         assert!(r.is_err());
         assert_eq!(q.len(), 2);
         assert_eq!(
-            q.push_with::<()>(&mut pool, |v| {
+            q.push_with::<()>(&mut pool, 2, |v| {
                 v.extend_from_slice(b"cd");
                 Ok(())
             }),

@@ -2,6 +2,7 @@
 //! names.
 
 pub mod control;
+mod framed;
 pub mod hostname;
 pub mod listener;
 pub(crate) mod resolver;

@@ -10,6 +10,7 @@ use mio::Interest;
 use socket2::SockRef;
 
 use crate::error::{Error, SocketErrorStatus};
+use crate::framing::{Decoder, Encoder};
 use crate::io::inbound::Input;
 use crate::io::outbound::Outbound;
 use crate::io::sys;
@@ -66,6 +67,10 @@ pub enum StreamEvent<'a> {
     /// Bytes arrived. Consume what you use; the rest is offered again with the next
     /// bytes.
     Received(Input<'a>),
+    /// One whole message, for a socket given a codec with
+    /// [`set_framing`](StreamSocket::set_framing): the payload without its header or
+    /// terminator. Nothing is copied or allocated for it.
+    Message(&'a [u8]),
     /// The peer closed its sending side (end of file). This side may still write;
     /// `close` or `shutdown_write` ends the connection.
     ReadClosed,
@@ -99,6 +104,12 @@ pub(crate) struct StreamState<S: 'static> {
     pub(crate) out: Outbound,
     /// Bytes the handler left unconsumed, or received before it had a handler.
     pub(crate) inbuf: Vec<u8>,
+    /// With a decoder, the handler gets `Message`s instead of `Received`.
+    pub(crate) decoder: Option<Box<dyn Decoder>>,
+    pub(crate) encoder: Option<Box<dyn Encoder>>,
+    /// Changes when framing is set or cleared, so a delivery loop knows its decoder
+    /// was replaced by the handler.
+    pub(crate) framing_gen: u32,
     pub(crate) connect: Option<Box<Connecting>>,
     pub(crate) host: Option<HostName>,
     /// The linger timer of a closing socket.
@@ -109,10 +120,10 @@ pub(crate) struct StreamState<S: 'static> {
     peer_fin: bool,
     eof_delivered: bool,
     /// `inbuf` holds bytes the handler has not seen yet.
-    input_pending: bool,
+    pub(crate) input_pending: bool,
     want_shutdown: bool,
     write_shut: bool,
-    over_high: bool,
+    pub(crate) over_high: bool,
     dirty: bool,
     pub(crate) queued_ready: bool,
 }
@@ -129,6 +140,9 @@ impl<S: 'static> StreamState<S> {
             phase,
             out: Outbound::default(),
             inbuf: Vec::new(),
+            decoder: None,
+            encoder: None,
+            framing_gen: 0,
             connect: None,
             host: None,
             timer: None,
@@ -453,7 +467,10 @@ impl StreamSocket {
     }
 }
 
-fn writable_state<S: 'static>(st: &StreamState<S>, operation: &'static str) -> Result<(), Error> {
+pub(crate) fn writable_state<S: 'static>(
+    st: &StreamState<S>,
+    operation: &'static str,
+) -> Result<(), Error> {
     let why = match st.phase {
         Phase::Closing | Phase::Closed => "the socket is closing",
         _ if st.want_shutdown => "the sending side is shut down",
@@ -538,7 +555,7 @@ impl<S: 'static> Reactor<S> {
     /// Calls a stream's handler (taken out of its slot for the call and put back
     /// after, unless the socket was closed or given another handler meanwhile).
     /// Returns `false` if the socket has no handler.
-    fn call_stream(&mut self, state: &mut S, key: Key, event: StreamEvent<'_>) -> bool {
+    pub(crate) fn call_stream(&mut self, state: &mut S, key: Key, event: StreamEvent<'_>) -> bool {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return false;
         };
@@ -609,7 +626,8 @@ impl<S: 'static> Reactor<S> {
             if !matches!(st.phase, Phase::Open | Phase::Closing) || st.read_closed {
                 return;
             }
-            let room = limit.saturating_sub(st.inbuf.len());
+            let hint = st.decoder.as_ref().map_or(0, |c| c.size_hint());
+            let room = limit.max(hint).saturating_sub(st.inbuf.len());
             if room == 0 {
                 if st.handler.is_some() && st.phase == Phase::Open {
                     let err = Error::new(SocketErrorStatus::MessageTooLong, "receive").with_detail(
@@ -689,12 +707,7 @@ impl<S: 'static> Reactor<S> {
             return;
         }
         let scratch = std::mem::take(&mut self.scratch);
-        let mut consumed = 0;
-        self.call_stream(
-            state,
-            key,
-            StreamEvent::Received(Input::new(&scratch[..n], &mut consumed)),
-        );
+        let consumed = self.deliver(state, key, &scratch[..n]);
         if consumed < n {
             if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
                 if st.phase == Phase::Open {
@@ -705,19 +718,33 @@ impl<S: 'static> Reactor<S> {
         self.scratch = scratch;
     }
 
+    /// Hands bytes to the handler, as they are or cut into messages by the socket's
+    /// codec; returns how many were consumed.
+    fn deliver(&mut self, state: &mut S, key: Key, data: &[u8]) -> usize {
+        let decoder = match self.sources.get_mut(key) {
+            Some(Source::Stream(st)) => st.decoder.take(),
+            _ => return data.len(),
+        };
+        if let Some(decoder) = decoder {
+            return self.deliver_frames(state, key, data, decoder, false);
+        }
+        let mut consumed = 0;
+        if !self.call_stream(
+            state,
+            key,
+            StreamEvent::Received(Input::new(data, &mut consumed)),
+        ) {
+            consumed = data.len();
+        }
+        consumed
+    }
+
     fn deliver_inbuf(&mut self, state: &mut S, key: Key) {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
         let mut buf = std::mem::take(&mut st.inbuf);
-        let mut consumed = 0;
-        if !self.call_stream(
-            state,
-            key,
-            StreamEvent::Received(Input::new(&buf, &mut consumed)),
-        ) {
-            consumed = buf.len();
-        }
+        let consumed = self.deliver(state, key, &buf);
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             if consumed < buf.len() && st.phase == Phase::Open {
                 buf.drain(..consumed);
@@ -735,6 +762,9 @@ impl<S: 'static> Reactor<S> {
             return;
         }
         st.eof_delivered = true;
+        if st.decoder.is_some() && !self.decode_at_eof(state, key) {
+            return;
+        }
         self.call_stream(state, key, StreamEvent::ReadClosed);
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             if st.phase == Phase::Open && st.write_shut {
