@@ -14,7 +14,7 @@ use sockloop::{
 use util::{run_until, serve, Prng};
 
 const FRAMES: usize = 10_000;
-const IN_FLIGHT: usize = 256;
+const IN_FLIGHT: usize = 2_000;
 
 #[derive(Default)]
 struct Echo {
@@ -24,6 +24,9 @@ struct Echo {
     refused: usize,
     closed: Option<Result<(), Error>>,
     messages: Vec<Vec<u8>>,
+    /// Echoes the server could not queue yet (it pauses receiving meanwhile).
+    server_pending: std::collections::VecDeque<Vec<u8>>,
+    server_pauses: usize,
 }
 
 /// Sends frames while fewer than `IN_FLIGHT` are unanswered and the queue takes them.
@@ -40,9 +43,20 @@ fn send_more(reactor: &mut Reactor<Echo>, echo: &mut Echo, socket: StreamSocket)
     }
 }
 
+/// Queues pending echoes; resumes receiving once they are all queued.
+fn server_flush(reactor: &mut Reactor<Echo>, echo: &mut Echo, socket: StreamSocket) {
+    while let Some(frame) = echo.server_pending.front() {
+        if socket.write_frame(reactor, frame).is_err() {
+            return;
+        }
+        echo.server_pending.pop_front();
+    }
+    socket.set_receive_paused(reactor, false).unwrap();
+}
+
 fn framed_echo_server(
     reactor: &mut Reactor<Echo>,
-    _: &mut Echo,
+    echo: &mut Echo,
     socket: StreamSocket,
     event: StreamEvent<'_>,
 ) {
@@ -52,7 +66,17 @@ fn framed_echo_server(
             assert!(!input.is_empty());
             socket.set_framing(reactor, LengthPrefixed::new()).unwrap();
         }
-        StreamEvent::Message(message) => socket.write_frame(reactor, message).unwrap(),
+        StreamEvent::Message(message) => {
+            if !echo.server_pending.is_empty() {
+                echo.server_pending.push_back(message.to_vec());
+            } else if let Err(e) = socket.write_frame(reactor, message) {
+                assert_eq!(e.status(), SocketErrorStatus::NoBufferSpaceAvailable, "{e}");
+                echo.server_pending.push_back(message.to_vec());
+                echo.server_pauses += 1;
+                socket.set_receive_paused(reactor, true).unwrap();
+            }
+        }
+        StreamEvent::Drained => server_flush(reactor, echo, socket),
         StreamEvent::ReadClosed => socket.close(reactor).unwrap(),
         _ => {}
     }
@@ -60,7 +84,11 @@ fn framed_echo_server(
 
 #[test]
 fn length_prefixed_echo_of_ten_thousand_frames_through_tiny_buffers() {
-    let mut reactor = Reactor::<Echo>::new().unwrap();
+    // Small write queues, so that both sides run into backpressure.
+    let mut reactor = Reactor::<Echo>::builder()
+        .watermarks(16 * 1024, 64 * 1024, 256 * 1024)
+        .build()
+        .unwrap();
     let tiny = StreamSocketControl::new()
         .outbound_buffer_size(Some(4096))
         .inbound_buffer_size(Some(4096));
@@ -80,6 +108,12 @@ fn length_prefixed_echo_of_ten_thousand_frames_through_tiny_buffers() {
         |reactor, echo: &mut Echo, socket, event| match event {
             StreamEvent::Connected => {
                 socket.set_framing(reactor, LengthPrefixed::new()).unwrap();
+                // Read nothing for a while: the server's queue fills up and it has to
+                // pause receiving until we read again.
+                socket.set_receive_paused(reactor, true).unwrap();
+                reactor.set_timer(Duration::from_millis(200), move |reactor, _, _| {
+                    let _ = socket.set_receive_paused(reactor, false);
+                });
                 send_more(reactor, echo, socket);
             }
             StreamEvent::Message(message) => {
@@ -104,7 +138,12 @@ fn length_prefixed_echo_of_ten_thousand_frames_through_tiny_buffers() {
     });
     assert_eq!(echo.received, FRAMES);
     assert!(echo.closed.take().unwrap().is_ok());
-    println!("write_frame refused {} times (backpressure)", echo.refused);
+    println!(
+        "client writes refused {} times, server paused {} times",
+        echo.refused, echo.server_pauses
+    );
+    assert!(echo.refused > 0, "the client never met backpressure");
+    assert!(echo.server_pauses > 0, "the server never had to pause");
 }
 
 /// A std client against a framed sockloop server that records messages and the end.

@@ -27,7 +27,7 @@ impl StreamSocket {
     /// StreamSocketListener::bind_service_name(&mut reactor, "7008", |reactor, _, _, event| {
     ///     if let ListenerEvent::ConnectionReceived(conn) = event {
     ///         let socket = conn.socket;
-    ///         socket.set_framing(reactor, Some(Box::new(LengthPrefixed::new()))).unwrap();
+    ///         socket.set_framing(reactor, LengthPrefixed::new()).unwrap();
     ///         socket.set_handler(reactor, |reactor, _, socket, event| {
     ///             if let StreamEvent::Message(message) = event {
     ///                 let _ = socket.write_frame(reactor, message);

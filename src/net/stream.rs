@@ -110,6 +110,8 @@ pub(crate) struct StreamState<S: 'static> {
     /// Changes when framing is set or cleared, so a delivery loop knows its decoder
     /// was replaced by the handler.
     pub(crate) framing_gen: u32,
+    /// The owner asked to stop receiving for now.
+    receive_paused: bool,
     pub(crate) connect: Option<Box<Connecting>>,
     pub(crate) host: Option<HostName>,
     /// The linger timer of a closing socket.
@@ -143,6 +145,7 @@ impl<S: 'static> StreamState<S> {
             decoder: None,
             encoder: None,
             framing_gen: 0,
+            receive_paused: false,
             connect: None,
             host: None,
             timer: None,
@@ -313,6 +316,29 @@ impl StreamSocket {
             st.over_high = true;
         }
         reactor.mark_dirty(self.0);
+        Ok(())
+    }
+
+    /// Stops (`true`) or resumes (`false`) reading from the socket. While paused, the
+    /// kernel's receive buffer fills and TCP flow control slows the peer down: the way
+    /// to push back when the data received cannot be handled (or forwarded) as fast as
+    /// it arrives — for instance, pause when `write` reports `NoBufferSpaceAvailable`
+    /// and resume on `Drained`. Resuming delivers what is waiting on the next turn.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if the socket is closed.
+    pub fn set_receive_paused<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        paused: bool,
+    ) -> Result<(), Error> {
+        let st = reactor.stream_mut(self.0, "pause receive")?;
+        let resumed = st.receive_paused && !paused;
+        st.receive_paused = paused;
+        if resumed {
+            reactor.mark_ready(self.0);
+        }
         Ok(())
     }
 
@@ -623,7 +649,10 @@ impl<S: 'static> Reactor<S> {
             let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
                 return;
             };
-            if !matches!(st.phase, Phase::Open | Phase::Closing) || st.read_closed {
+            if !matches!(st.phase, Phase::Open | Phase::Closing)
+                || st.read_closed
+                || (st.receive_paused && st.phase == Phase::Open)
+            {
                 return;
             }
             let hint = st.decoder.as_ref().map_or(0, |c| c.size_hint());
