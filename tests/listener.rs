@@ -1,8 +1,7 @@
 //! `StreamSocketListener`: binding, accepting, closing, fd exhaustion, inherited
 //! sockets. Clients are plain `std` sockets on loopback.
 
-#[path = "util/harness.rs"]
-mod harness;
+mod util;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -10,11 +9,12 @@ use std::net::{Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::{exact_test_args, run_bounded, run_until, ChildGuard};
 use sockloop::{
     ConnectionReceived, HostName, ListenerEvent, Reactor, SocketErrorStatus, StreamEvent,
     StreamSocket, StreamSocketListener, StreamSocketListenerControl,
 };
+use util::harness::{exact_test_args, ChildGuard};
+use util::{run_bounded, run_until};
 
 const LIMIT: Duration = Duration::from_secs(10);
 const MS: Duration = Duration::from_millis(1);
@@ -467,7 +467,7 @@ fn emfile_child() {
     fn cpu_ticks(stat: &std::fs::File) -> u32 {
         let mut buf = [0u8; 1024];
         let n = stat.read_at(&mut buf, 0).expect("read /proc/self/stat");
-        harness::cpu_ticks_of(&String::from_utf8_lossy(&buf[..n]))
+        util::harness::cpu_ticks_of(&String::from_utf8_lossy(&buf[..n]))
     }
 
     let stat = std::fs::File::open("/proc/self/stat").unwrap();

@@ -1,7 +1,6 @@
 //! The reactor: timers, `Remote`, foreign fds, `turn`/`run` contracts.
 
-#[path = "util/harness.rs"]
-mod harness;
+mod util;
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -10,8 +9,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use harness::{run_bounded, run_until, thread_cpu_time};
 use sockloop::{Interest, Reactor, SocketErrorStatus, TimerId};
+use util::harness::thread_cpu_time;
+use util::{run_bounded, run_until};
 
 const LIMIT: Duration = Duration::from_secs(10);
 const MS: Duration = Duration::from_millis(1);

@@ -1,5 +1,4 @@
-//! Helpers of `tests/reactor.rs` and `tests/listener.rs`: bounded loops and child
-//! processes. Included with `#[path]`, so each test crate uses only a part of it.
+//! Helpers of `tests/reactor.rs` and `tests/listener.rs`: child processes and CPU time.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -7,50 +6,6 @@ use std::process::{Child, ChildStdout, ExitStatus};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
-
-use sockloop::Reactor;
-
-/// Turns the reactor until `done(state)` holds; panics after `limit`.
-#[track_caller]
-pub fn run_until<S>(
-    reactor: &mut Reactor<S>,
-    state: &mut S,
-    limit: Duration,
-    mut done: impl FnMut(&S) -> bool,
-) {
-    let deadline = Instant::now() + limit;
-    while !done(state) {
-        let now = Instant::now();
-        assert!(
-            now < deadline,
-            "condition not reached within {limit:?}; {:?}",
-            reactor
-        );
-        reactor
-            .turn(state, Some(deadline - now))
-            .expect("turn failed");
-    }
-}
-
-/// `reactor.run(state)`, stopped through a `Remote` by a watchdog thread if it has
-/// not returned after `limit`; then the test fails.
-#[track_caller]
-pub fn run_bounded<S: 'static>(reactor: &mut Reactor<S>, state: &mut S, limit: Duration) {
-    let remote = reactor.remote();
-    let (quit_tx, quit_rx) = mpsc::channel::<()>();
-    let watchdog = thread::spawn(move || match quit_rx.recv_timeout(limit) {
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            let _ = remote.stop();
-            true
-        }
-        _ => false,
-    });
-    let result = reactor.run(state);
-    drop(quit_tx);
-    let fired = watchdog.join().expect("watchdog thread");
-    result.expect("run failed");
-    assert!(!fired, "run did not return within {limit:?}");
-}
 
 /// A child process that is killed (and reaped) when dropped, unless it was waited for.
 pub struct ChildGuard {

@@ -2,6 +2,8 @@
 //! answers, a seeded PRNG and a streaming checksum.
 #![allow(dead_code)]
 
+pub mod harness;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::thread;
@@ -20,7 +22,7 @@ pub const PEER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Turns the reactor until `done(state)` holds; panics after `limit`.
 #[track_caller]
-pub fn run_until<S>(
+pub fn run_until<S: 'static>(
     reactor: &mut Reactor<S>,
     state: &mut S,
     limit: Duration,
@@ -29,7 +31,10 @@ pub fn run_until<S>(
     let deadline = Instant::now() + limit;
     while !done(state) {
         let now = Instant::now();
-        assert!(now < deadline, "condition not reached within {limit:?}");
+        assert!(
+            now < deadline,
+            "condition not reached within {limit:?}; {reactor:?}"
+        );
         reactor
             .turn(state, Some(deadline - now))
             .expect("turn failed");
