@@ -1317,3 +1317,37 @@ fn information_adoption_early_writes_and_shutdown_write() {
     assert_lifecycle(&st.server_events);
     assert_eq!(st.server_events.last(), Some(&Ev::Closed(Ok(()))));
 }
+
+#[test]
+fn into_std_inside_received_is_refused_and_loses_nothing() {
+    #[derive(Default)]
+    struct St {
+        refusal: Option<SocketErrorStatus>,
+        got: Vec<u8>,
+    }
+    let mut reactor = Reactor::<St>::new().unwrap();
+    let (ours, mut peer) = loopback_pair();
+    let socket =
+        StreamSocket::from_std(&mut reactor, ours, |reactor, st: &mut St, socket, event| {
+            if let StreamEvent::Received(mut input) = event {
+                if st.refusal.is_none() {
+                    // The bytes being delivered live outside the socket: adopting it out
+                    // now would lose them.
+                    st.refusal = Some(socket.into_std(reactor).unwrap_err().status());
+                }
+                st.got.extend_from_slice(input.bytes());
+                input.consume_all();
+            }
+        })
+        .unwrap();
+    peer.write_all(b"hello").unwrap();
+    let mut st = St::default();
+    run_until(&mut reactor, &mut st, Duration::from_secs(10), |st| {
+        st.got.len() == 5
+    });
+    assert_eq!(st.refusal, Some(SocketErrorStatus::InvalidState));
+    assert_eq!(st.got, b"hello");
+    // After the handler returned, with nothing left unconsumed, it may leave.
+    let std_socket = socket.into_std(&mut reactor).unwrap();
+    drop(std_socket);
+}

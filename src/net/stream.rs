@@ -112,6 +112,8 @@ pub(crate) struct StreamState<S: 'static> {
     pub(crate) framing_gen: u32,
     /// The owner asked to stop receiving for now.
     receive_paused: bool,
+    /// Received bytes are being handed to the handler (they live outside `inbuf`).
+    pub(crate) delivering: bool,
     pub(crate) connect: Option<Box<Connecting>>,
     pub(crate) host: Option<HostName>,
     /// The linger timer of a closing socket.
@@ -146,6 +148,7 @@ impl<S: 'static> StreamState<S> {
             encoder: None,
             framing_gen: 0,
             receive_paused: false,
+            delivering: false,
             connect: None,
             host: None,
             timer: None,
@@ -463,7 +466,8 @@ impl StreamSocket {
     ///
     /// # Errors
     ///
-    /// `InvalidState` if the socket is not connected, or if bytes are still queued in
+    /// `InvalidState` if the socket is not connected, if called from the handler while it
+    /// is given received bytes, or if bytes are still queued in
     /// either direction (they would be lost); `InvalidHandle` if closed.
     pub fn into_std<S: 'static>(
         self,
@@ -473,6 +477,11 @@ impl StreamSocket {
         if st.phase != Phase::Open || st.io.is_none() {
             return Err(Error::new(SocketErrorStatus::InvalidState, "into std")
                 .with_detail("not connected"));
+        }
+        if st.delivering {
+            return Err(Error::new(SocketErrorStatus::InvalidState, "into std").with_detail(
+                "called while received bytes are being delivered; call it after the handler returns",
+            ));
         }
         if !st.out.is_empty() || !st.inbuf.is_empty() {
             return Err(
@@ -751,19 +760,25 @@ impl<S: 'static> Reactor<S> {
     /// codec; returns how many were consumed.
     fn deliver(&mut self, state: &mut S, key: Key, data: &[u8]) -> usize {
         let decoder = match self.sources.get_mut(key) {
-            Some(Source::Stream(st)) => st.decoder.take(),
+            Some(Source::Stream(st)) => {
+                st.delivering = true;
+                st.decoder.take()
+            }
             _ => return data.len(),
         };
-        if let Some(decoder) = decoder {
-            return self.deliver_frames(state, key, data, decoder, false);
-        }
-        let mut consumed = 0;
-        if !self.call_stream(
-            state,
-            key,
-            StreamEvent::Received(Input::new(data, &mut consumed)),
-        ) {
-            consumed = data.len();
+        let consumed = match decoder {
+            Some(decoder) => self.deliver_frames(state, key, data, decoder, false),
+            None => {
+                let mut consumed = 0;
+                let input = Input::new(data, &mut consumed);
+                if !self.call_stream(state, key, StreamEvent::Received(input)) {
+                    consumed = data.len();
+                }
+                consumed
+            }
+        };
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            st.delivering = false;
         }
         consumed
     }
