@@ -1,7 +1,7 @@
 //! `StreamSocket`: a TCP connection driven by the reactor.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
@@ -111,7 +111,7 @@ pub(crate) struct StreamState<S: 'static> {
     /// was replaced by the handler.
     pub(crate) framing_gen: u32,
     /// The owner asked to stop receiving for now.
-    receive_paused: bool,
+    pub(crate) receive_paused: bool,
     /// Received bytes are being handed to the handler (they live outside `inbuf`).
     pub(crate) delivering: bool,
     pub(crate) connect: Option<Box<Connecting>>,
@@ -121,12 +121,12 @@ pub(crate) struct StreamState<S: 'static> {
     pub(crate) read_closed: bool,
     /// The kernel reported the peer's FIN (or an error): read on to end of file, past
     /// short reads, since no new edge will come for it.
-    peer_fin: bool,
-    eof_delivered: bool,
+    pub(crate) peer_fin: bool,
+    pub(crate) eof_delivered: bool,
     /// `inbuf` holds bytes the handler has not seen yet.
     pub(crate) input_pending: bool,
     want_shutdown: bool,
-    write_shut: bool,
+    pub(crate) write_shut: bool,
     pub(crate) over_high: bool,
     dirty: bool,
     pub(crate) queued_ready: bool,
@@ -168,7 +168,7 @@ impl<S: 'static> StreamState<S> {
         self.io.as_ref().and_then(|io| io.peer_addr().ok())
     }
 
-    fn error(&self, operation: &'static str, e: io::Error) -> Error {
+    pub(crate) fn error(&self, operation: &'static str, e: io::Error) -> Error {
         let err = Error::from_io(operation, e);
         match self.peer() {
             Some(addr) => err.with_address(addr),
@@ -515,7 +515,7 @@ pub(crate) fn writable_state<S: 'static>(
 }
 
 /// Drops the connection with a reset (SO_LINGER 0) and everything in flight.
-fn reset<S: 'static>(st: &mut StreamState<S>) {
+pub(crate) fn reset<S: 'static>(st: &mut StreamState<S>) {
     if let Some(io) = st.io.take() {
         let _ = SockRef::from(&io).set_linger(Some(Duration::ZERO));
     }
@@ -648,176 +648,6 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
-    /// Reads until `WouldBlock`, a short read (unless the peer's FIN was reported),
-    /// end of file or the budget.
-    pub(crate) fn stream_read(&mut self, state: &mut S, key: Key) {
-        self.deliver_pending(state, key);
-        let mut budget = self.config.read_budget;
-        loop {
-            let limit = self.config.inbound_limit;
-            let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
-                return;
-            };
-            if !matches!(st.phase, Phase::Open | Phase::Closing)
-                || st.read_closed
-                || (st.receive_paused && st.phase == Phase::Open)
-            {
-                return;
-            }
-            let hint = st.decoder.as_ref().map_or(0, |c| c.size_hint());
-            let room = limit.max(hint).saturating_sub(st.inbuf.len());
-            if room == 0 {
-                if st.handler.is_some() && st.phase == Phase::Open {
-                    let err = Error::new(SocketErrorStatus::MessageTooLong, "receive").with_detail(
-                        format!(
-                            "the handler left {} bytes unconsumed, the inbound limit",
-                            st.inbuf.len()
-                        ),
-                    );
-                    st.phase = Phase::Closed;
-                    self.deferred.push_back(Deferred::Finish(key, Err(err)));
-                }
-                return;
-            }
-            let to_eof = st.peer_fin;
-            let Some(io) = st.io.as_mut() else { return };
-            let want = room.min(self.scratch.len());
-            match io.read(&mut self.scratch[..want]) {
-                Ok(0) => return self.read_eof(state, key),
-                Ok(n) => {
-                    self.received(state, key, n);
-                    budget = budget.saturating_sub(n);
-                    if n < want && !to_eof {
-                        return;
-                    }
-                    if budget == 0 {
-                        return self.mark_ready(key);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let err = st.error("receive", e);
-                    st.phase = Phase::Closed;
-                    self.deferred.push_back(Deferred::Finish(key, Err(err)));
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Delivers what arrived before the socket had a handler.
-    fn deliver_pending(&mut self, state: &mut S, key: Key) {
-        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
-            return;
-        };
-        if st.handler.is_none() || st.phase != Phase::Open {
-            return;
-        }
-        if st.input_pending {
-            st.input_pending = false;
-            if !st.inbuf.is_empty() {
-                self.deliver_inbuf(state, key);
-            }
-        }
-        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            if st.read_closed && !st.eof_delivered {
-                self.read_eof(state, key);
-            }
-        }
-    }
-
-    /// `n` new bytes are at the start of the scratch buffer.
-    fn received(&mut self, state: &mut S, key: Key, n: usize) {
-        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
-            return;
-        };
-        if st.phase != Phase::Open {
-            return; // closing: the owner is no longer interested
-        }
-        if st.handler.is_none() || !st.inbuf.is_empty() {
-            st.inbuf.extend_from_slice(&self.scratch[..n]);
-            if st.handler.is_none() {
-                st.input_pending = true;
-            } else {
-                self.deliver_inbuf(state, key);
-            }
-            return;
-        }
-        let scratch = std::mem::take(&mut self.scratch);
-        let consumed = self.deliver(state, key, &scratch[..n]);
-        if consumed < n {
-            if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-                if st.phase == Phase::Open {
-                    st.inbuf.extend_from_slice(&scratch[consumed..n]);
-                }
-            }
-        }
-        self.scratch = scratch;
-    }
-
-    /// Hands bytes to the handler, as they are or cut into messages by the socket's
-    /// codec; returns how many were consumed.
-    fn deliver(&mut self, state: &mut S, key: Key, data: &[u8]) -> usize {
-        let decoder = match self.sources.get_mut(key) {
-            Some(Source::Stream(st)) => {
-                st.delivering = true;
-                st.decoder.take()
-            }
-            _ => return data.len(),
-        };
-        let consumed = match decoder {
-            Some(decoder) => self.deliver_frames(state, key, data, decoder, false),
-            None => {
-                let mut consumed = 0;
-                let input = Input::new(data, &mut consumed);
-                if !self.call_stream(state, key, StreamEvent::Received(input)) {
-                    consumed = data.len();
-                }
-                consumed
-            }
-        };
-        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            st.delivering = false;
-        }
-        consumed
-    }
-
-    fn deliver_inbuf(&mut self, state: &mut S, key: Key) {
-        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
-            return;
-        };
-        let mut buf = std::mem::take(&mut st.inbuf);
-        let consumed = self.deliver(state, key, &buf);
-        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            if consumed < buf.len() && st.phase == Phase::Open {
-                buf.drain(..consumed);
-                st.inbuf = buf;
-            }
-        }
-    }
-
-    fn read_eof(&mut self, state: &mut S, key: Key) {
-        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
-            return;
-        };
-        st.read_closed = true;
-        if st.phase != Phase::Open || st.handler.is_none() {
-            return;
-        }
-        st.eof_delivered = true;
-        if st.decoder.is_some() && !self.decode_at_eof(state, key) {
-            return;
-        }
-        self.call_stream(state, key, StreamEvent::ReadClosed);
-        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            if st.phase == Phase::Open && st.write_shut {
-                st.phase = Phase::Closed;
-                self.deferred.push_back(Deferred::Finish(key, Ok(())));
-            }
-        }
-    }
-
     /// Writes what is queued. Outcomes that call the handler (`Drained`, `Closed`)
     /// are deferred until no handler runs.
     pub(crate) fn flush_stream(&mut self, key: Key) {
@@ -861,100 +691,6 @@ impl<S: 'static> Reactor<S> {
             if st.phase == Phase::Open && !st.over_high {
                 self.call_stream(state, key, StreamEvent::Drained);
             }
-        }
-    }
-
-    /// Removes a stream and delivers `Closed`. A socket closed gracefully whose peer
-    /// has not finished sending stays registered (handle-less) to read the rest, so
-    /// the close does not turn into a reset.
-    pub(crate) fn finish_stream(&mut self, state: &mut S, key: Key, result: Result<(), Error>) {
-        let Some(Source::Stream(mut st)) = self.sources.remove(key) else {
-            return;
-        };
-        self.live -= 1;
-        self.cancel_internal_timer(st.timer.take());
-        if let Some(plan) = st.connect.take() {
-            self.cancel_internal_timer(plan.stagger);
-            self.cancel_internal_timer(plan.timeout);
-        }
-        st.out.release(&mut self.pool);
-        if let Some(io) = st.io.take() {
-            if result.is_ok() && st.write_shut && !st.read_closed {
-                self.linger(io);
-            } else if result.is_err() {
-                let _ = SockRef::from(&io).set_linger(Some(Duration::ZERO));
-            }
-        }
-        match &result {
-            Ok(()) => log::debug!("stream {key:?} closed"),
-            Err(e) => log::debug!("stream {key:?} closed: {e}"),
-        }
-        if let Some(mut handler) = st.handler.take() {
-            let was = std::mem::replace(&mut self.dispatching, true);
-            handler(self, state, StreamSocket(key), StreamEvent::Closed(result));
-            self.dispatching = was;
-        }
-    }
-
-    fn linger(&mut self, io: TcpStream) {
-        let key = self.sources.insert(Source::Lingering(io, None));
-        let Some(Source::Lingering(io, _)) = self.sources.get_mut(key) else {
-            return;
-        };
-        if self
-            .poll
-            .registry()
-            .reregister(io, key.token(), Interest::READABLE)
-            .is_err()
-        {
-            self.sources.remove(key);
-            return;
-        }
-        let timer = self.set_internal_timer(self.config.linger, TimerAction::Linger(key));
-        if let Some(Source::Lingering(_, slot)) = self.sources.get_mut(key) {
-            *slot = Some(timer);
-        }
-        self.linger_ready(key);
-    }
-
-    /// Reads and discards the last bytes of a closed connection until end of file.
-    pub(crate) fn linger_ready(&mut self, key: Key) {
-        let Some(Source::Lingering(io, _)) = self.sources.get_mut(key) else {
-            return;
-        };
-        loop {
-            match io.read(&mut self.scratch) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => break,
-            }
-        }
-        self.end_linger(key);
-    }
-
-    pub(crate) fn end_linger(&mut self, key: Key) {
-        if let Some(Source::Lingering(_, timer)) = self.sources.remove(key) {
-            self.cancel_internal_timer(timer);
-        }
-    }
-
-    /// The linger timer: a closing socket could not send its queue in time, or a
-    /// closed one's peer did not finish.
-    pub(crate) fn linger_expired(&mut self, key: Key) {
-        match self.sources.get_mut(key) {
-            Some(Source::Stream(st)) if st.phase == Phase::Closing => {
-                st.timer = None;
-                let unsent = st.out.len();
-                reset(st);
-                let err = Error::new(SocketErrorStatus::ConnectionTimedOut, "close").with_detail(
-                    format!("{unsent} bytes still queued when the linger time ran out"),
-                );
-                self.deferred.push_back(Deferred::Finish(key, Err(err)));
-            }
-            Some(Source::Lingering(..)) => self.end_linger(key),
-            _ => {}
         }
     }
 }

@@ -1,0 +1,109 @@
+//! The end of stream sockets: delivering `Closed`, and lingering after a graceful
+//! close so that it does not turn into a reset.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::Interest;
+use socket2::SockRef;
+
+use crate::error::{Error, SocketErrorStatus};
+use crate::net::stream::{reset, Phase, StreamEvent, StreamSocket};
+use crate::reactor::{Deferred, Key, Reactor, Source, TimerAction};
+
+impl<S: 'static> Reactor<S> {
+    /// Removes a stream and delivers `Closed`. A socket closed gracefully whose peer
+    /// has not finished sending stays registered (handle-less) to read the rest, so
+    /// the close does not turn into a reset.
+    pub(crate) fn finish_stream(&mut self, state: &mut S, key: Key, result: Result<(), Error>) {
+        let Some(Source::Stream(mut st)) = self.sources.remove(key) else {
+            return;
+        };
+        self.live -= 1;
+        self.cancel_internal_timer(st.timer.take());
+        if let Some(plan) = st.connect.take() {
+            self.cancel_internal_timer(plan.stagger);
+            self.cancel_internal_timer(plan.timeout);
+        }
+        st.out.release(&mut self.pool);
+        if let Some(io) = st.io.take() {
+            if result.is_ok() && st.write_shut && !st.read_closed {
+                self.linger(io);
+            } else if result.is_err() {
+                let _ = SockRef::from(&io).set_linger(Some(Duration::ZERO));
+            }
+        }
+        match &result {
+            Ok(()) => log::debug!("stream {key:?} closed"),
+            Err(e) => log::debug!("stream {key:?} closed: {e}"),
+        }
+        if let Some(mut handler) = st.handler.take() {
+            let was = std::mem::replace(&mut self.dispatching, true);
+            handler(self, state, StreamSocket(key), StreamEvent::Closed(result));
+            self.dispatching = was;
+        }
+    }
+
+    fn linger(&mut self, io: TcpStream) {
+        let key = self.sources.insert(Source::Lingering(io, None));
+        let Some(Source::Lingering(io, _)) = self.sources.get_mut(key) else {
+            return;
+        };
+        if self
+            .poll
+            .registry()
+            .reregister(io, key.token(), Interest::READABLE)
+            .is_err()
+        {
+            self.sources.remove(key);
+            return;
+        }
+        let timer = self.set_internal_timer(self.config.linger, TimerAction::Linger(key));
+        if let Some(Source::Lingering(_, slot)) = self.sources.get_mut(key) {
+            *slot = Some(timer);
+        }
+        self.linger_ready(key);
+    }
+
+    /// Reads and discards the last bytes of a closed connection until end of file.
+    pub(crate) fn linger_ready(&mut self, key: Key) {
+        let Some(Source::Lingering(io, _)) = self.sources.get_mut(key) else {
+            return;
+        };
+        loop {
+            match io.read(&mut self.scratch) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => break,
+            }
+        }
+        self.end_linger(key);
+    }
+
+    pub(crate) fn end_linger(&mut self, key: Key) {
+        if let Some(Source::Lingering(_, timer)) = self.sources.remove(key) {
+            self.cancel_internal_timer(timer);
+        }
+    }
+
+    /// The linger timer: a closing socket could not send its queue in time, or a
+    /// closed one's peer did not finish.
+    pub(crate) fn linger_expired(&mut self, key: Key) {
+        match self.sources.get_mut(key) {
+            Some(Source::Stream(st)) if st.phase == Phase::Closing => {
+                st.timer = None;
+                let unsent = st.out.len();
+                reset(st);
+                let err = Error::new(SocketErrorStatus::ConnectionTimedOut, "close").with_detail(
+                    format!("{unsent} bytes still queued when the linger time ran out"),
+                );
+                self.deferred.push_back(Deferred::Finish(key, Err(err)));
+            }
+            Some(Source::Lingering(..)) => self.end_linger(key),
+            _ => {}
+        }
+    }
+}
