@@ -1351,3 +1351,47 @@ fn into_std_inside_received_is_refused_and_loses_nothing() {
     let std_socket = socket.into_std(&mut reactor).unwrap();
     drop(std_socket);
 }
+
+#[test]
+fn a_peer_flooding_after_our_close_is_reset_instead_of_read_forever() {
+    let mut reactor = Reactor::<bool>::new().unwrap();
+    let (ours, peer) = loopback_pair();
+    let socket = StreamSocket::from_std(&mut reactor, ours, |_, closed: &mut bool, _, event| {
+        if let StreamEvent::Closed(result) = event {
+            result.unwrap();
+            *closed = true;
+        }
+    })
+    .unwrap();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let flag = stopped.clone();
+    let flooder = thread::spawn(move || {
+        let mut peer = peer;
+        let chunk = vec![7u8; 64 * 1024];
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(8) {
+            if peer.write_all(&chunk).is_err() {
+                flag.store(true, Ordering::SeqCst);
+                return start.elapsed();
+            }
+        }
+        start.elapsed()
+    });
+    socket.close(&mut reactor).unwrap();
+    let mut closed = false;
+    run_until(&mut reactor, &mut closed, Duration::from_secs(5), |c| *c);
+    // The socket lingers (handle-less) reading the peer's last bytes; a peer that does
+    // not stop is reset well before the 10 s linger time.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stopped.load(Ordering::SeqCst) && Instant::now() < deadline {
+        reactor
+            .turn(&mut closed, Some(Duration::from_millis(20)))
+            .unwrap();
+    }
+    let flooded_for = flooder.join().unwrap();
+    assert!(
+        stopped.load(Ordering::SeqCst),
+        "the flooding peer was never reset"
+    );
+    assert!(flooded_for < Duration::from_secs(5), "{flooded_for:?}");
+}

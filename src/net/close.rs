@@ -71,10 +71,18 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Lingering(io, _)) = self.sources.get_mut(key) else {
             return;
         };
+        // A peer still sending more than a read budget after we closed is not going to
+        // stop: reset it rather than spend the loop's time reading for it.
+        let mut budget = self.config.read_budget;
         loop {
             match io.read(&mut self.scratch) {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(n) if n >= budget => {
+                    log::debug!("stream {key:?}: peer kept sending after close; resetting");
+                    let _ = SockRef::from(&*io).set_linger(Some(Duration::ZERO));
+                    break;
+                }
+                Ok(n) => budget -= n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => break,
