@@ -39,9 +39,7 @@ impl<S: 'static> Reactor<S> {
             Err(e) => log::debug!("stream {key:?} closed: {e}"),
         }
         if let Some(mut handler) = st.handler.take() {
-            let was = std::mem::replace(&mut self.dispatching, true);
-            handler(self, state, StreamSocket(key), StreamEvent::Closed(result));
-            self.dispatching = was;
+            self.in_handler(|r| handler(r, state, StreamSocket(key), StreamEvent::Closed(result)));
         }
     }
 

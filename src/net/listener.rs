@@ -430,9 +430,7 @@ impl<S: 'static> Reactor<S> {
         let Some(mut handler) = l.handler.take() else {
             return;
         };
-        let was = std::mem::replace(&mut self.dispatching, true);
-        handler(self, state, StreamSocketListener(key), event);
-        self.dispatching = was;
+        self.in_handler(|r| handler(r, state, StreamSocketListener(key), event));
         if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
             l.handler.get_or_insert(handler);
         }
@@ -446,14 +444,14 @@ impl<S: 'static> Reactor<S> {
         self.cancel_internal_timer(l.retry.take());
         let _ = self.poll.registry().deregister(&mut l.io);
         if let Some(mut handler) = l.handler.take() {
-            let was = std::mem::replace(&mut self.dispatching, true);
-            handler(
-                self,
-                state,
-                StreamSocketListener(key),
-                ListenerEvent::Closed(result),
-            );
-            self.dispatching = was;
+            self.in_handler(|r| {
+                handler(
+                    r,
+                    state,
+                    StreamSocketListener(key),
+                    ListenerEvent::Closed(result),
+                )
+            });
         }
     }
 }

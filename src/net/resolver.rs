@@ -20,7 +20,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use crate::error::{Error, SocketErrorStatus};
 use crate::net::control::StreamSocketControl;
 use crate::net::hostname::{interleave_families, resolve_blocking, HostName};
-use crate::net::stream::{Phase, StreamEvent, StreamSocket};
+use crate::net::stream::{Phase, StreamEvent};
 use crate::reactor::{Deferred, Key, Reactor, Source, TimerAction};
 
 /// The delay between two connection attempts (RFC 8305 §5 recommends 250 ms).
@@ -340,18 +340,7 @@ impl<S: 'static> Reactor<S> {
         if queued {
             self.flush_stream(key);
         }
-        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
-            return;
-        };
-        let Some(mut handler) = st.handler.take() else {
-            return;
-        };
-        let was = std::mem::replace(&mut self.dispatching, true);
-        handler(self, state, StreamSocket(key), StreamEvent::Connected);
-        self.dispatching = was;
-        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            st.handler.get_or_insert(handler);
-        }
+        self.call_stream(state, key, StreamEvent::Connected);
         if readable {
             self.stream_read(state, key);
         }

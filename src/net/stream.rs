@@ -597,9 +597,7 @@ impl<S: 'static> Reactor<S> {
         let Some(mut handler) = st.handler.take() else {
             return false;
         };
-        let was = std::mem::replace(&mut self.dispatching, true);
-        handler(self, state, StreamSocket(key), event);
-        self.dispatching = was;
+        self.in_handler(|r| handler(r, state, StreamSocket(key), event));
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             st.handler.get_or_insert(handler);
         }

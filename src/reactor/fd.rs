@@ -185,9 +185,7 @@ impl<S: 'static> Reactor<S> {
         let Some(mut handler) = fd.handler.take() else {
             return;
         };
-        let was = std::mem::replace(&mut self.dispatching, true);
-        handler(self, state, FdSource(key), event);
-        self.dispatching = was;
+        self.in_handler(|r| handler(r, state, FdSource(key), event));
         if let Some(Source::Fd(fd)) = self.sources.get_mut(key) {
             fd.handler.get_or_insert(handler);
         }

@@ -548,9 +548,7 @@ impl<S: 'static> Reactor<S> {
         while let Some((key, action)) = self.timers.pop_expired(now) {
             match action {
                 TimerAction::User(mut f) => {
-                    let was = std::mem::replace(&mut self.dispatching, true);
-                    f(self, state, TimerId(key));
-                    self.dispatching = was;
+                    self.in_handler(|r| f(r, state, TimerId(key)));
                     if !self.timers.contains(key) {
                         // Cancelled from inside its own callback.
                     } else if self.timers.deadline(key).is_none() {
@@ -618,14 +616,21 @@ impl<S: 'static> Reactor<S> {
         // the poller again).
         let jobs: Vec<Posted<S>> = self.posted_rx.try_iter().collect();
         for job in jobs {
-            let was = std::mem::replace(&mut self.dispatching, true);
-            job(self, state);
-            self.dispatching = was;
+            self.in_handler(|r| job(r, state));
             self.after_dispatch(state);
         }
         if self.shared.take_stop() {
             self.stopped = true;
         }
+    }
+
+    /// Runs `call` (a user handler) with the reactor marked as dispatching, so that
+    /// writes made inside are batched and `turn`/`run` are refused.
+    pub(crate) fn in_handler<R>(&mut self, call: impl FnOnce(&mut Self) -> R) -> R {
+        let was = std::mem::replace(&mut self.dispatching, true);
+        let result = call(self);
+        self.dispatching = was;
+        result
     }
 
     pub(crate) fn waker(&self) -> Arc<Waker> {
