@@ -143,7 +143,10 @@ impl Report {
              - Command: `{command}`{quick}\n\
              - Repetitions: {reps} per competitor and case, each in a fresh process, \
              competitors alternating; cells are median (min–max).\n\
+             - Processes: every measurement starts a fresh server process and a fresh client \
+             process; {placement}.\n\
              - System calls: {strace}\n\
+             - Instructions: {callgrind}\n\
              - Everything on loopback (127.0.0.1); client and server share the machine.\n\n\
              Competitors:\n\n{competitors}",
             machine = machine(),
@@ -154,12 +157,20 @@ impl Report {
                 ""
             },
             reps = config.reps,
+            placement = crate::placement_note(),
             strace = if config.strace {
-                "counted with `strace -c` on the child's main thread (the server) only; \
-                 per round trip = (calls in a run of 2N round trips − calls in a run of N) ÷ N, \
+                "counted with `strace -f -c` on the server process (all its threads); \
+                 per message = (calls in a run of 2N messages − calls in a run of N) ÷ N, \
                  so start-up and tear-down cancel out"
             } else {
                 "not counted (`strace` is not installed)"
+            },
+            callgrind = if config.callgrind {
+                "user-space instructions of the server process (all threads) under \
+                 `valgrind --tool=callgrind`, per message as for system calls; kernel work is \
+                 not included"
+            } else {
+                "not counted (`valgrind` is not installed)"
             },
         );
         Report {
@@ -191,10 +202,9 @@ impl Report {
              - Client and server share two CPUs with whatever else runs; differences inside \
              the min–max ranges are noise. The counts (system calls, allocations, heap bytes) \
              are deterministic and are the figures to compare first.\n\
-             - Threads are not pinned to CPUs: where the scheduler puts the client and the \
-             server moves a whole run (on two CPUs, by up to a third), so one competitor can \
-             draw more slow runs than another. Compare medians only where ranges do not \
-             overlap.\n\
+             - Pinned to two CPUs, every message crosses CPUs (a wake-up of the other CPU \
+             each way); pinned to one, every message is a context switch instead. Real \
+             deployments sit between the two, which is why both are shown for B1.\n\
              - The blocking std server makes 2 calls per round trip because it needs no \
              readiness call; it pays in threads (one per connection) instead.\n\
              - Heap bytes per idle connection count what the allocator handed out, including \
