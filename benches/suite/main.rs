@@ -1,5 +1,5 @@
 //! The benchmark driver: sockloop side by side with a hand-written mio loop, tokio's
-//! current_thread runtime and blocking std::net, on loopback.
+//! current_thread runtime, blocking std::net and message-io, on loopback.
 //!
 //! ```text
 //! cargo bench --bench suite                      # every family, 5 repetitions

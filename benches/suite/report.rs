@@ -207,11 +207,14 @@ impl Report {
              deployments sit between the two, which is why both are shown for B1.\n\
              - The blocking std server makes 2 calls per round trip because it needs no \
              readiness call; it pays in threads (one per connection) instead.\n\
+             - message-io's system call count is not deterministic: it reads until the socket \
+             is empty, and whether the next message is already there is a race with the \
+             client. `strace` slows the server alone, so the server nearly always finds it and \
+             skips epoll_wait; untraced it makes about 3 to 4 calls per round trip, not 2.\n\
              - Heap bytes per idle connection count what the allocator handed out, including \
              the unused capacity of grown tables (a slab or map that doubled).\n\
              \n## Not measured yet\n\n\
-             B2 many connections, B3 batched sends, B4 TLS, B5 UDP, B6 cross-thread wake-ups; \
-             message-io as a competitor.\n",
+             B2 many connections, B3 batched sends, B4 TLS, B5 UDP, B6 cross-thread wake-ups.\n",
         );
         if !self.failures.is_empty() {
             out.push_str("\n## Failures\n\n");

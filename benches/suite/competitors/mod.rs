@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
 
+mod message_io;
 mod mio_loop;
 mod sockloop;
 mod std_block;
@@ -40,6 +41,11 @@ pub const ALL: &[Competitor] = &[
         describe:
             "blocking std::net, one thread per connection (the first served on the main thread)",
         serve: std_block::serve,
+    },
+    Competitor {
+        name: "message-io",
+        describe: "message-io 0.19 node, raw Tcp transport, for_each callback echoes each chunk",
+        serve: message_io::serve,
     },
 ];
 
