@@ -8,31 +8,101 @@ pub(crate) mod sys;
 /// Size of the chunks the write queue is made of.
 pub(crate) const CHUNK: usize = 16 * 1024;
 
-/// A reactor-wide pool of write-queue chunks, so a socket that writes and drains in
-/// steady state allocates nothing, and an idle socket holds no buffer.
+/// The end of a chunk list.
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// One write-queue chunk: a buffer, the next chunk of the same queue, and (in the
+/// first chunk of a queue) the last chunk and how much of this one is already sent.
+pub(crate) struct Chunk {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) next: u32,
+    /// First chunk of a queue only: the queue's last chunk.
+    pub(crate) tail: u32,
+    /// First chunk of a queue only: bytes of this chunk already written.
+    pub(crate) sent: u32,
+}
+
+/// The reactor's chunk arena. Every socket's write queue is a list of chunks in it,
+/// linked by index, so a socket with nothing queued holds no memory at all (its queue
+/// is two integers), and a socket that writes and drains in steady state allocates
+/// nothing: a sent chunk goes back to the free list with its buffer, up to `max` idle
+/// buffers.
 pub(crate) struct BufPool {
-    bufs: Vec<Vec<u8>>,
+    chunks: Vec<Chunk>,
+    /// Free chunk slots, linked through `next`; the most recently freed first.
+    free: u32,
+    /// Free slots that still hold a [`CHUNK`]-sized buffer.
+    idle: usize,
     max: usize,
 }
 
 impl BufPool {
     pub(crate) fn new(max: usize) -> BufPool {
         BufPool {
-            bufs: Vec::new(),
+            chunks: Vec::new(),
+            free: NIL,
+            idle: 0,
             max,
         }
     }
 
-    /// An empty buffer with a capacity of [`CHUNK`] bytes.
-    pub(crate) fn get(&mut self) -> Vec<u8> {
-        self.bufs.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK))
+    /// A chunk with an empty buffer that can take `size` bytes: a [`CHUNK`] for
+    /// anything up to a chunk, a buffer of its own for more.
+    pub(crate) fn take(&mut self, size: usize) -> u32 {
+        let id = if self.free == NIL {
+            assert!(self.chunks.len() < NIL as usize, "chunk arena full");
+            self.chunks.push(Chunk {
+                buf: Vec::new(),
+                next: NIL,
+                tail: NIL,
+                sent: 0,
+            });
+            (self.chunks.len() - 1) as u32
+        } else {
+            let id = self.free;
+            self.free = self.chunks[id as usize].next;
+            if self.chunks[id as usize].buf.capacity() != 0 {
+                self.idle -= 1;
+            }
+            id
+        };
+        let chunk = &mut self.chunks[id as usize];
+        let want = size.max(CHUNK);
+        if chunk.buf.capacity() != want {
+            chunk.buf = Vec::with_capacity(want);
+        }
+        chunk.next = NIL;
+        chunk.tail = id;
+        chunk.sent = 0;
+        id
     }
 
-    /// Gives a buffer back; kept if it is a chunk and the pool is not full.
-    pub(crate) fn put(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() == CHUNK && self.bufs.len() < self.max {
-            buf.clear();
-            self.bufs.push(buf);
+    /// Gives a chunk back. Its buffer is kept for reuse if it is a [`CHUNK`] and fewer
+    /// than `max` are idle; otherwise it is freed.
+    pub(crate) fn give(&mut self, id: u32) {
+        let keep = self.idle < self.max;
+        let chunk = &mut self.chunks[id as usize];
+        if keep && chunk.buf.capacity() == CHUNK {
+            chunk.buf.clear();
+            self.idle += 1;
+        } else {
+            chunk.buf = Vec::new();
         }
+        chunk.next = self.free;
+        self.free = id;
+    }
+
+    /// Free chunks that hold a buffer, ready for reuse.
+    #[cfg(test)]
+    pub(crate) fn idle(&self) -> usize {
+        self.idle
+    }
+
+    pub(crate) fn chunk(&self, id: u32) -> &Chunk {
+        &self.chunks[id as usize]
+    }
+
+    pub(crate) fn chunk_mut(&mut self, id: u32) -> &mut Chunk {
+        &mut self.chunks[id as usize]
     }
 }

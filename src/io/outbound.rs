@@ -1,19 +1,21 @@
 //! The write queue of a stream socket.
 //!
-//! Bytes are copied into fixed-size chunks taken from the reactor's [`BufPool`]; small
-//! writes share a chunk (coalescing), and the whole queue leaves in one `writev` of up
-//! to [`MAX_IOV`] slices. A partial write resumes in the middle of a chunk. Chunks that
-//! have been sent go back to the pool, so a drained queue owns no memory beyond the
-//! (unallocated until needed) deque of extra chunks.
+//! Bytes are copied into fixed-size chunks of the reactor's [`BufPool`]; small writes
+//! share a chunk (coalescing), and the whole queue leaves in one `writev` of up to
+//! [`MAX_IOV`] slices. A partial write resumes in the middle of a chunk. The queue
+//! itself is the index of its first chunk and a byte count: the chunks are linked in
+//! the pool, so an empty queue owns no memory, and sent chunks go back to the pool.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
-use super::BufPool;
+use super::{BufPool, NIL};
 
 /// Slices per `writev`; well under Linux's `IOV_MAX` (1024). With 16 KiB chunks one
 /// call can carry 1 MiB, more than any socket buffer takes at once.
 pub(crate) const MAX_IOV: usize = 64;
+
+/// The most a queue can hold; the reactor's write limit is capped well under it.
+pub(crate) const MAX_QUEUED: usize = u32::MAX as usize;
 
 /// How a flush ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,33 +26,60 @@ pub(crate) enum Flushed {
     Partial,
 }
 
-#[derive(Default)]
 pub(crate) struct Outbound {
-    /// The chunk being sent; `off` bytes of it are already written.
-    head: Vec<u8>,
-    off: usize,
-    /// Further chunks, in order.
-    tail: VecDeque<Vec<u8>>,
+    /// The first chunk (its `tail` and `sent` describe the queue), or [`NIL`].
+    head: u32,
     /// Bytes queued and not yet written.
-    len: usize,
+    len: u32,
+}
+
+impl Default for Outbound {
+    fn default() -> Outbound {
+        Outbound { head: NIL, len: 0 }
+    }
 }
 
 impl Outbound {
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    fn add_len(&mut self, n: usize) {
+        self.len = u32::try_from(self.len as usize + n).expect("write queue over 4 GiB");
+    }
+
+    /// The last chunk if it has room for `size` more bytes (any room if `size` is 0),
+    /// else a new chunk from the pool appended to the queue.
+    fn last_with_room(&mut self, size: usize, pool: &mut BufPool) -> u32 {
+        if self.head != NIL {
+            let tail = pool.chunk(self.head).tail;
+            let buf = &pool.chunk(tail).buf;
+            let room = buf.capacity() - buf.len();
+            if room > 0 && room >= size {
+                return tail;
+            }
+            let fresh = pool.take(size);
+            pool.chunk_mut(tail).next = fresh;
+            pool.chunk_mut(self.head).tail = fresh;
+            fresh
+        } else {
+            self.head = pool.take(size);
+            self.head
+        }
+    }
+
     /// Appends `data`, filling the last chunk before taking new ones from the pool.
     pub(crate) fn push(&mut self, mut data: &[u8], pool: &mut BufPool) {
-        self.len += data.len();
+        self.add_len(data.len());
         while !data.is_empty() {
-            let last = self.last_with_room(pool);
-            let n = (last.capacity() - last.len()).min(data.len());
-            last.extend_from_slice(&data[..n]);
+            let last = self.last_with_room(0, pool);
+            let buf = &mut pool.chunk_mut(last).buf;
+            let n = (buf.capacity() - buf.len()).min(data.len());
+            buf.extend_from_slice(&data[..n]);
             data = &data[n..];
         }
     }
@@ -65,51 +94,20 @@ impl Outbound {
         size: usize,
         fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<usize, E> {
-        let last = self.last_with_room_for(size, pool);
-        let before = last.len();
-        let result = fill(last);
+        let last = self.last_with_room(size.max(1), pool);
+        let buf = &mut pool.chunk_mut(last).buf;
+        let before = buf.len();
+        let result = fill(buf);
         if result.is_err() {
-            last.truncate(before);
+            buf.truncate(before);
         }
-        let added = last.len() - before;
-        self.len += added;
+        let added = buf.len() - before;
+        self.add_len(added);
+        if self.len == 0 {
+            // Nothing was ever added: do not keep an empty chunk.
+            self.release(pool);
+        }
         result.map(|()| added)
-    }
-
-    fn last_with_room_for(&mut self, size: usize, pool: &mut BufPool) -> &mut Vec<u8> {
-        let room = match self.tail.back() {
-            Some(b) => b.capacity() - b.len(),
-            None => self.head.capacity() - self.head.len(),
-        };
-        if room < size {
-            let fresh = if size > super::CHUNK {
-                Vec::with_capacity(size)
-            } else {
-                pool.get()
-            };
-            if self.head.capacity() == 0 {
-                self.head = fresh;
-                self.off = 0;
-            } else {
-                self.tail.push_back(fresh);
-            }
-        }
-        self.tail.back_mut().unwrap_or(&mut self.head)
-    }
-
-    fn last_with_room(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
-        if self.head.capacity() == 0 {
-            self.head = pool.get();
-            self.off = 0;
-        }
-        let last_full = match self.tail.back() {
-            Some(b) => b.len() == b.capacity(),
-            None => self.head.len() == self.head.capacity(),
-        };
-        if last_full {
-            self.tail.push_back(pool.get());
-        }
-        self.tail.back_mut().unwrap_or(&mut self.head)
     }
 
     /// Writes as much as the kernel takes, in `writev` calls of up to [`MAX_IOV`]
@@ -117,16 +115,27 @@ impl Outbound {
     /// another attempt (which would only return `EAGAIN`).
     pub(crate) fn flush(&mut self, w: &mut impl Write, pool: &mut BufPool) -> io::Result<Flushed> {
         while self.len > 0 {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            iov[0] = IoSlice::new(&self.head[self.off..]);
-            let mut count = 1;
-            let mut offered = self.head.len() - self.off;
-            for chunk in self.tail.iter().take(MAX_IOV - 1) {
-                iov[count] = IoSlice::new(chunk);
-                count += 1;
-                offered += chunk.len();
-            }
-            match w.write_vectored(&iov[..count]) {
+            let head = pool.chunk(self.head);
+            let first = IoSlice::new(&head.buf[head.sent as usize..]);
+            let mut offered = first.len();
+            let written = if head.next == NIL {
+                // One chunk (the usual case): no need to set up the whole array.
+                w.write_vectored(&[first])
+            } else {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                iov[0] = first;
+                let mut count = 1;
+                let mut next = head.next;
+                while next != NIL && count < MAX_IOV {
+                    let chunk = pool.chunk(next);
+                    iov[count] = IoSlice::new(&chunk.buf);
+                    offered += chunk.buf.len();
+                    count += 1;
+                    next = chunk.next;
+                }
+                w.write_vectored(&iov[..count])
+            };
+            match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.advance(n, pool);
@@ -142,35 +151,44 @@ impl Outbound {
         Ok(Flushed::All)
     }
 
+    /// Drops `n` written bytes from the front, giving finished chunks back.
     fn advance(&mut self, mut n: usize, pool: &mut BufPool) {
-        self.len -= n;
+        self.len -= n as u32;
         while n > 0 {
-            let left = self.head.len() - self.off;
+            let head = pool.chunk_mut(self.head);
+            let left = head.buf.len() - head.sent as usize;
             if n < left {
-                self.off += n;
+                head.sent += n as u32;
                 return;
             }
             n -= left;
-            self.next_head(pool);
+            let (done, next, tail) = (self.head, head.next, head.tail);
+            pool.give(done);
+            self.head = next;
+            if next == NIL {
+                debug_assert_eq!(n, 0);
+                debug_assert_eq!(self.len, 0);
+                return;
+            }
+            let first = pool.chunk_mut(next);
+            first.tail = tail;
+            first.sent = 0;
         }
-        if self.off == self.head.len() && self.tail.is_empty() {
+        // Everything offered was taken and the last chunk is exactly used up.
+        if self.len == 0 {
             self.release(pool);
         }
     }
 
-    fn next_head(&mut self, pool: &mut BufPool) {
-        let done = std::mem::replace(&mut self.head, self.tail.pop_front().unwrap_or_default());
-        pool.put(done);
-        self.off = 0;
-    }
-
     /// Returns every chunk to the pool; the queue is empty afterwards.
     pub(crate) fn release(&mut self, pool: &mut BufPool) {
-        pool.put(std::mem::take(&mut self.head));
-        for chunk in self.tail.drain(..) {
-            pool.put(chunk);
+        let mut id = self.head;
+        while id != NIL {
+            let next = pool.chunk(id).next;
+            pool.give(id);
+            id = next;
         }
-        self.off = 0;
+        self.head = NIL;
         self.len = 0;
     }
 }
@@ -234,7 +252,8 @@ mod tests {
         assert_eq!(w.calls, 1);
         assert_eq!(w.got, expect);
         assert!(q.is_empty());
-        assert_eq!(q.head.capacity(), 0, "a drained queue holds no chunk");
+        assert_eq!(q.head, NIL, "a drained queue holds no chunk");
+        assert_eq!(pool.idle, 1, "its chunk went back to the pool");
     }
 
     #[test]
@@ -314,5 +333,44 @@ mod tests {
         };
         q.flush(&mut w, &mut pool).unwrap();
         assert_eq!(w.got, b"abcd");
+    }
+
+    #[test]
+    fn queues_share_the_pool_and_big_frames_get_their_own_buffer() {
+        let mut pool = BufPool::new(2);
+        let mut queues: Vec<Outbound> = (0..4).map(|_| Outbound::default()).collect();
+        let mut expect = vec![Vec::new(); 4];
+        for round in 0..3 {
+            for (i, q) in queues.iter_mut().enumerate() {
+                let p = pattern(100 + i, round);
+                q.push(&p, &mut pool);
+                expect[i].extend_from_slice(&p);
+            }
+        }
+        // A frame larger than a chunk, written by an encoder, after small writes.
+        let big = pattern(3 * CHUNK + 5, 9);
+        let added = queues[1]
+            .push_with::<()>(&mut pool, big.len(), |v| {
+                v.extend_from_slice(&big);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(added, big.len());
+        expect[1].extend_from_slice(&big);
+        for (q, expect) in queues.iter_mut().zip(&expect) {
+            let mut w = Trickle {
+                limit: 1000,
+                got: Vec::new(),
+                calls: 0,
+            };
+            while q.flush(&mut w, &mut pool).unwrap() == Flushed::Partial {}
+            assert_eq!(&w.got, expect);
+            assert!(q.is_empty());
+            assert_eq!(q.head, NIL);
+        }
+        // Four chunk buffers were used; two are kept, the big one is not.
+        assert_eq!(pool.idle, 2);
+        let kept = pool.chunks.iter().filter(|c| c.buf.capacity() != 0).count();
+        assert_eq!(kept, 2);
     }
 }

@@ -21,10 +21,12 @@ impl<S: 'static> Reactor<S> {
             return;
         };
         self.live -= 1;
-        self.cancel_internal_timer(st.timer.take());
-        if let Some(plan) = st.connect.take() {
-            self.cancel_internal_timer(plan.stagger);
-            self.cancel_internal_timer(plan.timeout);
+        if let Some(mut cold) = st.cold.take() {
+            self.cancel_internal_timer(cold.timer.take());
+            if let Some(plan) = cold.connect.take() {
+                self.cancel_internal_timer(plan.stagger);
+                self.cancel_internal_timer(plan.timeout);
+            }
         }
         st.out.release(&mut self.pool);
         if let Some(io) = st.io.take() {
@@ -100,7 +102,9 @@ impl<S: 'static> Reactor<S> {
     pub(crate) fn linger_expired(&mut self, key: Key) {
         match self.sources.get_mut(key) {
             Some(Source::Stream(st)) if st.phase == Phase::Closing => {
-                st.timer = None;
+                if let Some(cold) = st.cold.as_mut() {
+                    cold.timer = None;
+                }
                 let unsent = st.out.len();
                 reset(st);
                 let err = Error::new(SocketErrorStatus::ConnectionTimedOut, "close").with_detail(

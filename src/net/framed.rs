@@ -47,10 +47,11 @@ impl StreamSocket {
         C: Decoder + Encoder + Clone + 'static,
     {
         let st = reactor.stream_mut(self.0, "set framing")?;
-        st.encoder = Some(Box::new(codec.clone()));
-        st.decoder = Some(Box::new(codec));
-        st.framing_gen = st.framing_gen.wrapping_add(1);
-        if !st.inbuf.is_empty() && st.handler.is_some() {
+        let cold = st.cold();
+        cold.encoder = Some(Box::new(codec.clone()));
+        cold.decoder = Some(Box::new(codec));
+        cold.framing_gen = cold.framing_gen.wrapping_add(1);
+        if st.inbuf_len() > 0 && st.handler.is_some() {
             st.input_pending = true;
             reactor.mark_ready(self.0);
         }
@@ -65,10 +66,12 @@ impl StreamSocket {
     /// `InvalidHandle` if the socket is closed.
     pub fn clear_framing<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
         let st = reactor.stream_mut(self.0, "clear framing")?;
-        st.decoder = None;
-        st.encoder = None;
-        st.framing_gen = st.framing_gen.wrapping_add(1);
-        if !st.inbuf.is_empty() && st.handler.is_some() {
+        if let Some(cold) = st.cold.as_mut() {
+            cold.decoder = None;
+            cold.encoder = None;
+            cold.framing_gen = cold.framing_gen.wrapping_add(1);
+        }
+        if st.inbuf_len() > 0 && st.handler.is_some() {
             st.input_pending = true;
             reactor.mark_ready(self.0);
         }
@@ -100,7 +103,7 @@ impl StreamSocket {
             return Err(stale("write frame"));
         }
         crate::net::stream::writable_state(st, "write frame")?;
-        let Some(codec) = st.encoder.as_mut() else {
+        let Some(codec) = st.cold.as_mut().and_then(|c| c.encoder.as_mut()) else {
             return Err(Error::new(SocketErrorStatus::InvalidState, "write frame")
                 .with_detail("the socket has no codec: call set_framing first"));
         };
@@ -144,7 +147,7 @@ impl<S: 'static> Reactor<S> {
         at_eof: bool,
     ) -> usize {
         let generation = match self.sources.get(key) {
-            Some(Source::Stream(st)) => st.framing_gen,
+            Some(Source::Stream(st)) => st.framing_gen(),
             _ => return data.len(),
         };
         let mut off = 0;
@@ -166,7 +169,7 @@ impl<S: 'static> Reactor<S> {
                     self.call_stream(state, key, StreamEvent::Message(&rest[frame]));
                     match self.sources.get_mut(key) {
                         Some(Source::Stream(st))
-                            if st.phase == Phase::Open && st.framing_gen == generation => {}
+                            if st.phase == Phase::Open && st.framing_gen() == generation => {}
                         // Closed, or given another codec by the handler: stop here.
                         _ => return off,
                     }
@@ -192,8 +195,8 @@ impl<S: 'static> Reactor<S> {
             }
         }
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            if st.framing_gen == generation {
-                st.decoder = Some(codec);
+            if st.framing_gen() == generation {
+                st.cold().decoder = Some(codec);
             }
         }
         off
@@ -203,7 +206,10 @@ impl<S: 'static> Reactor<S> {
     /// or fails the socket if a frame was cut short. `false` if the socket failed.
     pub(crate) fn decode_at_eof(&mut self, state: &mut S, key: Key) -> bool {
         let (buf, codec) = match self.sources.get_mut(key) {
-            Some(Source::Stream(st)) => (std::mem::take(&mut st.inbuf), st.decoder.take()),
+            Some(Source::Stream(st)) => match st.cold.as_mut() {
+                Some(cold) => (std::mem::take(&mut cold.inbuf), cold.decoder.take()),
+                None => return true,
+            },
             _ => return false,
         };
         let Some(codec) = codec else { return true };

@@ -411,9 +411,6 @@ impl<S: 'static> Reactor<S> {
             Ok(socket) => socket,
             Err(e) => return log::debug!("accepted {remote}: {e}"),
         };
-        if let Some(Source::Stream(st)) = self.sources.get_mut(socket) {
-            st.host = Some(HostName::from(remote.ip()));
-        }
         self.stats.accepted += 1;
         let event = ListenerEvent::ConnectionReceived(ConnectionReceived {
             socket: StreamSocket(socket),

@@ -8,6 +8,9 @@ use crate::io::inbound::Input;
 use crate::net::stream::{Phase, StreamEvent};
 use crate::reactor::{Deferred, Key, Reactor, Source};
 
+/// The largest emptied unconsumed-bytes buffer a socket keeps for reuse.
+const KEPT_INBUF: usize = 64 * 1024;
+
 impl<S: 'static> Reactor<S> {
     /// Reads until `WouldBlock`, a short read (unless the peer's FIN was reported),
     /// end of file or the budget.
@@ -25,15 +28,18 @@ impl<S: 'static> Reactor<S> {
             {
                 return;
             }
-            let hint = st.decoder.as_ref().map_or(0, |c| c.size_hint());
-            let room = limit.max(hint).saturating_sub(st.inbuf.len());
+            let (hint, held) = match st.cold.as_ref() {
+                Some(cold) => (
+                    cold.decoder.as_ref().map_or(0, |c| c.size_hint()),
+                    cold.inbuf.len(),
+                ),
+                None => (0, 0),
+            };
+            let room = limit.max(hint).saturating_sub(held);
             if room == 0 {
                 if st.handler.is_some() && st.phase == Phase::Open {
                     let err = Error::new(SocketErrorStatus::MessageTooLong, "receive").with_detail(
-                        format!(
-                            "the handler left {} bytes unconsumed, the inbound limit",
-                            st.inbuf.len()
-                        ),
+                        format!("the handler left {held} bytes unconsumed, the inbound limit"),
                     );
                     st.phase = Phase::Closed;
                     self.deferred.push_back(Deferred::Finish(key, Err(err)));
@@ -77,7 +83,7 @@ impl<S: 'static> Reactor<S> {
         }
         if st.input_pending {
             st.input_pending = false;
-            if !st.inbuf.is_empty() {
+            if st.inbuf_len() > 0 {
                 self.deliver_inbuf(state, key);
             }
         }
@@ -96,8 +102,8 @@ impl<S: 'static> Reactor<S> {
         if st.phase != Phase::Open {
             return; // closing: the owner is no longer interested
         }
-        if st.handler.is_none() || !st.inbuf.is_empty() {
-            st.inbuf.extend_from_slice(&self.scratch[..n]);
+        if st.handler.is_none() || st.inbuf_len() > 0 {
+            st.cold().inbuf.extend_from_slice(&self.scratch[..n]);
             if st.handler.is_none() {
                 st.input_pending = true;
             } else {
@@ -110,7 +116,7 @@ impl<S: 'static> Reactor<S> {
         if consumed < n {
             if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
                 if st.phase == Phase::Open {
-                    st.inbuf.extend_from_slice(&scratch[consumed..n]);
+                    st.cold().inbuf.extend_from_slice(&scratch[consumed..n]);
                 }
             }
         }
@@ -123,7 +129,7 @@ impl<S: 'static> Reactor<S> {
         let decoder = match self.sources.get_mut(key) {
             Some(Source::Stream(st)) => {
                 st.delivering = true;
-                st.decoder.take()
+                st.cold.as_mut().and_then(|c| c.decoder.take())
             }
             _ => return data.len(),
         };
@@ -148,12 +154,22 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
-        let mut buf = std::mem::take(&mut st.inbuf);
+        let Some(cold) = st.cold.as_mut() else {
+            return;
+        };
+        let mut buf = std::mem::take(&mut cold.inbuf);
         let consumed = self.deliver(state, key, &buf);
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            if consumed < buf.len() && st.phase == Phase::Open {
-                buf.drain(..consumed);
-                st.inbuf = buf;
+            if st.phase == Phase::Open {
+                buf.drain(..consumed.min(buf.len()));
+                // An emptied buffer keeps its capacity (up to a read's worth), so that
+                // a peer whose messages straddle reads costs no allocation per read.
+                if !buf.is_empty() || buf.capacity() <= KEPT_INBUF {
+                    let cold = st.cold();
+                    // Nothing is added while the bytes are out, but keep the order if so.
+                    buf.extend_from_slice(&cold.inbuf);
+                    cold.inbuf = buf;
+                }
             }
         }
     }
@@ -167,7 +183,8 @@ impl<S: 'static> Reactor<S> {
             return;
         }
         st.eof_delivered = true;
-        if st.decoder.is_some() && !self.decode_at_eof(state, key) {
+        let framed = st.cold.as_ref().is_some_and(|c| c.decoder.is_some());
+        if framed && !self.decode_at_eof(state, key) {
             return;
         }
         self.call_stream(state, key, StreamEvent::ReadClosed);

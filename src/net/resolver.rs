@@ -95,7 +95,7 @@ impl<S: 'static> Reactor<S> {
             plan.addrs.push(addr);
         }
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            st.connect = Some(plan);
+            st.cold().connect = Some(plan);
         }
         if literal.is_some() {
             self.start_connecting(key);
@@ -129,7 +129,7 @@ impl<S: 'static> Reactor<S> {
             timeout: Some(timeout),
         });
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            st.connect = Some(plan);
+            st.cold().connect = Some(plan);
         }
         self.start_connecting(key);
     }
@@ -169,7 +169,7 @@ impl<S: 'static> Reactor<S> {
             if st.phase != Phase::Resolving {
                 continue;
             }
-            match (answer, st.connect.as_mut()) {
+            match (answer, st.cold.as_mut().and_then(|c| c.connect.as_mut())) {
                 (Ok(addrs), Some(plan)) => {
                     log::debug!("stream {key:?}: resolved to {addrs:?}");
                     // getaddrinfo sorted them (RFC 6724): the family of the first
@@ -197,7 +197,7 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
-        let Some(plan) = st.connect.as_mut() else {
+        let Some(plan) = st.cold.as_mut().and_then(|c| c.connect.as_mut()) else {
             return;
         };
         while plan.next < plan.addrs.len() {
@@ -223,7 +223,7 @@ impl<S: 'static> Reactor<S> {
         } else if more && race {
             let timer = self.set_internal_timer(ATTEMPT_DELAY, TimerAction::ConnectStagger(key));
             if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-                if let Some(plan) = st.connect.as_mut() {
+                if let Some(plan) = st.cold.as_mut().and_then(|c| c.connect.as_mut()) {
                     plan.stagger = Some(timer);
                 }
             }
@@ -242,7 +242,9 @@ impl<S: 'static> Reactor<S> {
     /// The stagger timer fired: race one more address.
     pub(crate) fn connect_stagger(&mut self, key: Key) {
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            if let (Phase::Connecting, Some(plan)) = (st.phase, st.connect.as_mut()) {
+            if let (Phase::Connecting, Some(plan)) =
+                (st.phase, st.cold.as_mut().and_then(|c| c.connect.as_mut()))
+            {
                 plan.stagger = None;
                 self.next_attempt(key);
             }
@@ -257,7 +259,7 @@ impl<S: 'static> Reactor<S> {
             return;
         }
         let mut err = Error::new(SocketErrorStatus::ConnectionTimedOut, "connect");
-        if let Some(plan) = st.connect.as_mut() {
+        if let Some(plan) = st.cold.as_mut().and_then(|c| c.connect.as_mut()) {
             plan.timeout = None;
             let tried: Vec<String> = plan.addrs[..plan.next]
                 .iter()
@@ -272,7 +274,11 @@ impl<S: 'static> Reactor<S> {
                 err = err.with_address(a.addr);
             }
         }
-        let stagger = st.connect.take().and_then(|plan| plan.stagger);
+        let stagger = st
+            .cold
+            .as_mut()
+            .and_then(|c| c.connect.take())
+            .and_then(|plan| plan.stagger);
         self.cancel_internal_timer(stagger);
         self.fail_connect(key, err);
     }
@@ -282,7 +288,7 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
-        let Some(plan) = st.connect.as_mut() else {
+        let Some(plan) = st.cold.as_mut().and_then(|c| c.connect.as_mut()) else {
             return;
         };
         let mut winner = None;
@@ -311,7 +317,7 @@ impl<S: 'static> Reactor<S> {
             }
             return;
         };
-        let plan = st.connect.take();
+        let plan = st.cold.as_mut().and_then(|c| c.connect.take());
         if let Some(plan) = &plan {
             for loser in &plan.attempts {
                 let _ = self

@@ -102,22 +102,12 @@ pub(crate) struct StreamState<S: 'static> {
     pub(crate) handler: Option<StreamHandler<S>>,
     pub(crate) phase: Phase,
     pub(crate) out: Outbound,
-    /// Bytes the handler left unconsumed, or received before it had a handler.
-    pub(crate) inbuf: Vec<u8>,
-    /// With a decoder, the handler gets `Message`s instead of `Received`.
-    pub(crate) decoder: Option<Box<dyn Decoder>>,
-    pub(crate) encoder: Option<Box<dyn Encoder>>,
-    /// Changes when framing is set or cleared, so a delivery loop knows its decoder
-    /// was replaced by the handler.
-    pub(crate) framing_gen: u32,
+    /// What an established, idle socket does not use, allocated on first use.
+    pub(crate) cold: Option<Box<Cold>>,
     /// The owner asked to stop receiving for now.
     pub(crate) receive_paused: bool,
     /// Received bytes are being handed to the handler (they live outside `inbuf`).
     pub(crate) delivering: bool,
-    pub(crate) connect: Option<Box<Connecting>>,
-    pub(crate) host: Option<HostName>,
-    /// The linger timer of a closing socket.
-    pub(crate) timer: Option<Key>,
     pub(crate) read_closed: bool,
     /// The kernel reported the peer's FIN (or an error): read on to end of file, past
     /// short reads, since no new edge will come for it.
@@ -132,6 +122,27 @@ pub(crate) struct StreamState<S: 'static> {
     pub(crate) queued_ready: bool,
 }
 
+/// The rarely used part of a stream's state: unconsumed input, the codec, the connect
+/// plan, the name connected to and the linger timer. An accepted connection that only
+/// echoes never allocates it, which keeps an idle socket to a few dozen bytes; once
+/// allocated it stays until the socket is closed, so nothing is allocated per message.
+#[derive(Default)]
+pub(crate) struct Cold {
+    /// Bytes the handler left unconsumed, or received before it had a handler.
+    pub(crate) inbuf: Vec<u8>,
+    /// With a decoder, the handler gets `Message`s instead of `Received`.
+    pub(crate) decoder: Option<Box<dyn Decoder>>,
+    pub(crate) encoder: Option<Box<dyn Encoder>>,
+    /// Changes when framing is set or cleared, so a delivery loop knows its decoder
+    /// was replaced by the handler.
+    pub(crate) framing_gen: u32,
+    pub(crate) connect: Option<Box<Connecting>>,
+    /// The name given to `connect`.
+    pub(crate) host: Option<HostName>,
+    /// The linger timer of a closing socket.
+    pub(crate) timer: Option<Key>,
+}
+
 impl<S: 'static> StreamState<S> {
     pub(crate) fn new(
         io: Option<TcpStream>,
@@ -143,15 +154,9 @@ impl<S: 'static> StreamState<S> {
             handler,
             phase,
             out: Outbound::default(),
-            inbuf: Vec::new(),
-            decoder: None,
-            encoder: None,
-            framing_gen: 0,
+            cold: None,
             receive_paused: false,
             delivering: false,
-            connect: None,
-            host: None,
-            timer: None,
             read_closed: false,
             peer_fin: false,
             eof_delivered: false,
@@ -162,6 +167,21 @@ impl<S: 'static> StreamState<S> {
             dirty: false,
             queued_ready: false,
         }
+    }
+
+    /// The cold part, allocated if this is its first use.
+    pub(crate) fn cold(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_with(Box::default)
+    }
+
+    /// Bytes kept unconsumed.
+    pub(crate) fn inbuf_len(&self) -> usize {
+        self.cold.as_ref().map_or(0, |c| c.inbuf.len())
+    }
+
+    /// The framing generation (0 until a codec is first set).
+    pub(crate) fn framing_gen(&self) -> u32 {
+        self.cold.as_ref().map_or(0, |c| c.framing_gen)
     }
 
     fn peer(&self) -> Option<SocketAddr> {
@@ -204,8 +224,8 @@ impl StreamSocket {
     ) -> Result<StreamSocket, Error> {
         let port = resolve_service(service)?;
         let mut st = StreamState::new(None, Phase::Resolving, Some(Box::new(handler)));
-        st.host = Some(host.clone());
-        let key = reactor.sources.insert(Source::Stream(Box::new(st)));
+        st.cold().host = Some(host.clone());
+        let key = reactor.sources.insert(Source::Stream(st));
         reactor.live += 1;
         reactor.begin_connect(key, host, port, control);
         Ok(StreamSocket(key))
@@ -230,8 +250,8 @@ impl StreamSocket {
                 .with_detail("no address to connect to"));
         };
         let mut st = StreamState::new(None, Phase::Resolving, Some(Box::new(handler)));
-        st.host = Some(HostName::from(first.ip()));
-        let key = reactor.sources.insert(Source::Stream(Box::new(st)));
+        st.cold().host = Some(HostName::from(first.ip()));
+        let key = reactor.sources.insert(Source::Stream(st));
         reactor.live += 1;
         reactor.begin_connect_addresses(key, addresses.to_vec(), control);
         Ok(StreamSocket(key))
@@ -250,11 +270,7 @@ impl StreamSocket {
         stream
             .set_nonblocking(true)
             .map_err(|e| Error::from_io("adopt stream", e))?;
-        let host = stream.peer_addr().ok().map(|a| HostName::from(a.ip()));
         let key = reactor.add_stream(TcpStream::from_std(stream), Some(Box::new(handler)))?;
-        if let Some(Source::Stream(st)) = reactor.sources.get_mut(key) {
-            st.host = host;
-        }
         Ok(StreamSocket(key))
     }
 
@@ -271,7 +287,7 @@ impl StreamSocket {
     ) -> Result<(), Error> {
         let st = reactor.stream_mut(self.0, "set handler")?;
         st.handler = Some(Box::new(handler));
-        if st.input_pending || st.read_closed || !st.inbuf.is_empty() {
+        if st.input_pending || st.read_closed || st.inbuf_len() > 0 {
             reactor.mark_ready(self.0);
         }
         Ok(())
@@ -393,7 +409,7 @@ impl StreamSocket {
         st.phase = Phase::Closing;
         let timer = reactor.set_internal_timer(linger, TimerAction::Linger(self.0));
         if let Some(Source::Stream(st)) = reactor.sources.get_mut(self.0) {
-            st.timer = Some(timer);
+            st.cold().timer = Some(timer);
         }
         reactor.mark_dirty(self.0);
         Ok(())
@@ -414,7 +430,7 @@ impl StreamSocket {
         }
         // A connecting socket's plan owns timers: cancel them with it, or they would
         // stay armed (the connect timeout for up to 30 s) after the socket is gone.
-        let plan = st.connect.take();
+        let plan = st.cold.as_mut().and_then(|c| c.connect.take());
         reset(st);
         st.out.release(&mut reactor.pool);
         if let Some(plan) = plan {
@@ -436,11 +452,18 @@ impl StreamSocket {
     ) -> Result<StreamSocketInformation, Error> {
         let st = reactor.stream_mut(self.0, "information")?;
         let io = st.io.as_ref();
+        // IPv4 peers of dual-stack sockets as IPv4, as `ConnectionReceived` has them.
+        let remote_address = io.and_then(|s| s.peer_addr().ok()).map(canonical);
         Ok(StreamSocketInformation {
-            // IPv4 peers of dual-stack sockets as IPv4, as `ConnectionReceived` has them.
             local_address: io.and_then(|s| s.local_addr().ok()).map(canonical),
-            remote_address: io.and_then(|s| s.peer_addr().ok()).map(canonical),
-            remote_host_name: st.host.clone(),
+            remote_address,
+            // The name given to `connect`, else the peer's address (accepted and
+            // adopted sockets).
+            remote_host_name: st
+                .cold
+                .as_ref()
+                .and_then(|c| c.host.clone())
+                .or_else(|| remote_address.map(|a| HostName::from(a.ip()))),
             round_trip_time: io.and_then(|s| sys::tcp_info(s).ok()).map(|i| {
                 RoundTripTimeStatistics {
                     smoothed: Duration::from_micros(i.rtt_us.into()),
@@ -483,12 +506,12 @@ impl StreamSocket {
                 "called while received bytes are being delivered; call it after the handler returns",
             ));
         }
-        if !st.out.is_empty() || !st.inbuf.is_empty() {
+        if !st.out.is_empty() || st.inbuf_len() > 0 {
             return Err(
                 Error::new(SocketErrorStatus::InvalidState, "into std").with_detail(format!(
                     "{} bytes queued to send and {} received but unconsumed",
                     st.out.len(),
-                    st.inbuf.len()
+                    st.inbuf_len()
                 )),
             );
         }
@@ -519,7 +542,9 @@ pub(crate) fn reset<S: 'static>(st: &mut StreamState<S>) {
     if let Some(io) = st.io.take() {
         let _ = SockRef::from(&io).set_linger(Some(Duration::ZERO));
     }
-    st.connect = None;
+    if let Some(cold) = st.cold.as_mut() {
+        cold.connect = None;
+    }
     st.phase = Phase::Closed;
 }
 
@@ -543,11 +568,7 @@ impl<S: 'static> Reactor<S> {
     ) -> Result<Key, Error> {
         let key = self
             .sources
-            .insert(Source::Stream(Box::new(StreamState::new(
-                None,
-                Phase::Open,
-                None,
-            ))));
+            .insert(Source::Stream(StreamState::new(None, Phase::Open, None)));
         if let Err(e) = self.poll.registry().register(
             &mut io,
             key.token(),
@@ -690,5 +711,83 @@ impl<S: 'static> Reactor<S> {
                 self.call_stream(state, key, StreamEvent::Drained);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::net::listener::{ListenerEvent, StreamSocketListener};
+
+    /// An accepted connection that echoes and goes idle keeps no out-of-line state and
+    /// no chunk: its whole cost is its slot.
+    #[test]
+    fn idle_echoing_connection_holds_no_cold_state() {
+        let mut reactor = Reactor::<Vec<StreamSocket>>::new().unwrap();
+        let listener = StreamSocketListener::bind_endpoint(
+            &mut reactor,
+            &HostName::new("127.0.0.1").unwrap(),
+            "0",
+            |reactor, accepted: &mut Vec<StreamSocket>, _, event| {
+                if let ListenerEvent::ConnectionReceived(conn) = event {
+                    accepted.push(conn.socket);
+                    let _ = conn
+                        .socket
+                        .set_handler(reactor, |reactor, _, socket, event| {
+                            if let StreamEvent::Received(mut input) = event {
+                                socket.write(reactor, input.bytes()).unwrap();
+                                input.consume_all();
+                            }
+                        });
+                }
+            },
+        )
+        .unwrap();
+        let addr = listener.local_address(&mut reactor).unwrap();
+        let mut accepted = Vec::new();
+        let mut clients = Vec::new();
+        for i in 0..3u8 {
+            let mut client = std::net::TcpStream::connect(addr).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            client.write_all(&[i; 100]).unwrap();
+            let mut echo = [0u8; 100];
+            let mut got = 0;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            client.set_nonblocking(true).unwrap();
+            while got < echo.len() {
+                assert!(Instant::now() < deadline, "no echo");
+                reactor
+                    .turn(&mut accepted, Some(Duration::from_millis(10)))
+                    .unwrap();
+                match client.read(&mut echo[got..]) {
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(echo, [i; 100]);
+            clients.push(client);
+        }
+        assert_eq!(accepted.len(), 3);
+        for socket in &accepted {
+            let Some(Source::Stream(st)) = reactor.sources.get(socket.0) else {
+                panic!("socket gone");
+            };
+            assert!(st.cold.is_none(), "cold state allocated for an echo");
+            assert!(st.out.is_empty());
+        }
+        // One chunk served all three echoes and waits in the pool.
+        assert_eq!(reactor.pool.idle(), 1);
+        // The name of an accepted peer is its address, made on demand.
+        let info = accepted[0].information(&mut reactor).unwrap();
+        assert_eq!(
+            info.remote_host_name,
+            Some(HostName::from(clients[0].local_addr().unwrap().ip()))
+        );
     }
 }

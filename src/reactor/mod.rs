@@ -57,7 +57,7 @@ pub(crate) enum TimerAction<S: 'static> {
 
 /// Everything registered with the poller.
 pub(crate) enum Source<S: 'static> {
-    Stream(Box<StreamState<S>>),
+    Stream(StreamState<S>),
     Listener(Box<ListenerState<S>>),
     Fd(fd::FdState<S>),
     /// A stream closed by its owner, reading the peer's last bytes until EOF so that
@@ -158,12 +158,16 @@ impl Builder {
     /// Write-queue watermarks: over `high`, the socket is flagged; when it falls to
     /// `low` again, the handler gets `Drained`. Over `limit`, `write` fails with
     /// `NoBufferSpaceAvailable` and queues nothing. Defaults: 64 KiB, 256 KiB, 8 MiB.
+    /// All three are capped at 2 GiB per socket.
     #[must_use]
     pub fn watermarks(mut self, low: usize, high: usize, limit: usize) -> Self {
-        let high = high.max(1);
+        // Half the queue's range: an encoder that writes more than it announced
+        // cannot overflow the count.
+        let cap = crate::io::outbound::MAX_QUEUED / 2;
+        let high = high.clamp(1, cap);
         self.config.high_watermark = high;
         self.config.low_watermark = low.min(high - 1);
-        self.config.write_limit = limit.max(high);
+        self.config.write_limit = limit.max(high).min(cap);
         self
     }
 
