@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
-use crate::report::{cell, ratio, table, Report, Summary};
+use crate::chart::{Chart, Group};
+use crate::report::{bar, cell, ratio, table, Report, Summary};
 use crate::{
     competitors, fail, no_role, per_message, print_line, print_result, run_pair, serve_child,
     wait_for_stdin_eof, Config, Family, Measures, Placement,
@@ -140,6 +141,7 @@ fn run(config: &Config, report: &mut Report) {
     );
     let mut cases: Vec<(usize, Placement)> = SIZES.iter().map(|&s| (s, Placement::Split)).collect();
     cases.push((64, Placement::Same));
+    let mut groups = Vec::new();
     for (size, placement) in cases {
         // name -> metric -> values over repetitions
         let mut results: BTreeMap<&str, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
@@ -243,8 +245,26 @@ fn run(config: &Config, report: &mut Report) {
             Placement::Same => ", server and client on the same CPU",
             _ => "",
         };
+        groups.push(Group {
+            name: format!("{size} B{variant}"),
+            bars: config
+                .competitors
+                .iter()
+                .map(|c| bar(c.name, get(c.name, "rtps")))
+                .collect(),
+        });
         text.push_str(&format!("\n### {size} B{variant}\n\n"));
         text.push_str(&table(&headers, &rows));
     }
+    let chart = report.chart(
+        "b1",
+        &Chart {
+            title: "B1 — one connection, ping-pong".into(),
+            unit: "round trips/s".into(),
+            higher_is_better: true,
+            groups,
+        },
+    );
+    text.push_str(&chart);
     report.section(text);
 }

@@ -13,7 +13,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::report::{cell, ratio, table, Report, Summary};
+use crate::chart::{Chart, Group};
+use crate::report::{bar, cell, ratio, table, Report, Summary};
 use crate::{
     b1_pingpong, fail, no_role, print_result, run_pair, wait_for_stdin_eof, Config, Family,
     Placement, Trace,
@@ -153,5 +154,22 @@ fn run(config: &Config, report: &mut Report) {
         ],
         &rows,
     ));
+    let chart = report.chart(
+        "b7",
+        &Chart {
+            title: "B7 — heap bytes per idle connection".into(),
+            unit: "bytes".into(),
+            higher_is_better: false,
+            groups: vec![Group {
+                name: format!("{count} idle connections"),
+                bars: config
+                    .competitors
+                    .iter()
+                    .map(|c| bar(c.name, get(&idle, c.name)))
+                    .collect(),
+            }],
+        },
+    );
+    text.push_str(&chart);
     report.section(text);
 }

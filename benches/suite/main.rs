@@ -689,9 +689,16 @@ fn main() {
     let text = report.render();
     println!("{text}");
     if write {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = root.join("BENCHMARKS.md");
         std::fs::write(&path, &text).expect("write BENCHMARKS.md");
         eprintln!("suite: wrote {}", path.display());
+        let dir = root.join(report::CHART_DIR);
+        std::fs::create_dir_all(&dir).expect("create the chart directory");
+        for (file, svg) in &report.charts {
+            std::fs::write(dir.join(file), svg).expect("write a chart");
+            eprintln!("suite: wrote {}", dir.join(file).display());
+        }
     }
     if !report.failures.is_empty() {
         for f in &report.failures {

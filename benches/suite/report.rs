@@ -3,11 +3,32 @@
 
 use std::time::Duration;
 
+use crate::chart::{Bar, Chart};
 use crate::Config;
+
+/// Where the charts go, relative to the repository root (and to BENCHMARKS.md).
+pub const CHART_DIR: &str = "docs/benchmarks";
+
+/// A chart bar from a summary (NaN when there is none, which the chart shows as "–").
+pub fn bar(label: &str, summary: Option<Summary>) -> Bar {
+    let s = summary.unwrap_or(Summary {
+        median: f64::NAN,
+        min: f64::NAN,
+        max: f64::NAN,
+    });
+    Bar {
+        label: label.to_string(),
+        median: s.median,
+        min: s.min,
+        max: s.max,
+    }
+}
 
 pub struct Report {
     header: String,
     sections: Vec<String>,
+    /// Charts to write next to BENCHMARKS.md: file name and SVG.
+    pub charts: Vec<(String, String)>,
     /// Hard failures (for example, sockloop allocating in steady state).
     pub failures: Vec<String>,
 }
@@ -176,8 +197,17 @@ impl Report {
         Report {
             header,
             sections: Vec::new(),
+            charts: Vec::new(),
             failures: Vec::new(),
         }
+    }
+
+    /// Renders `chart` as `<name>.svg` (written with the report, under
+    /// [`CHART_DIR`]) and returns the markdown that shows it.
+    pub fn chart(&mut self, name: &str, chart: &Chart) -> String {
+        let file = format!("{name}.svg");
+        self.charts.push((file.clone(), chart.to_svg()));
+        format!("\n![{}]({CHART_DIR}/{file})\n", chart.title)
     }
 
     pub fn section(&mut self, text: String) {
