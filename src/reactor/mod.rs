@@ -548,6 +548,10 @@ impl<S: 'static> Reactor<S> {
     }
 
     fn fire_timers(&mut self, state: &mut S) {
+        // No clock read on turns without timers (the common case for a busy socket).
+        if self.timers.next_deadline().is_none() {
+            return;
+        }
         let now = Instant::now();
         while let Some((key, action)) = self.timers.pop_expired(now) {
             match action {
@@ -582,7 +586,16 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// Sends what handlers queued and runs deferred work, until neither is left.
+    #[inline]
     pub(crate) fn after_dispatch(&mut self, state: &mut S) {
+        // Called after every handler and several times a turn, usually with nothing
+        // to do: keep that check out of the call.
+        if !self.dirty.is_empty() || !self.deferred.is_empty() {
+            self.run_after_dispatch(state);
+        }
+    }
+
+    fn run_after_dispatch(&mut self, state: &mut S) {
         loop {
             if let Some(key) = self.dirty.pop() {
                 self.flush_stream(key);

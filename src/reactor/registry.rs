@@ -56,7 +56,7 @@ struct Slot<T> {
 
 /// A slab whose entries are only reachable with the key that created them.
 pub(crate) struct Registry<T> {
-    pages: Vec<Box<[Slot<T>]>>,
+    pages: Vec<Box<[Slot<T>; PAGE]>>,
     /// The first free slot, or [`NONE`].
     free: u32,
     len: usize,
@@ -103,6 +103,10 @@ impl<T> Registry<T> {
                 value: None,
             })
             .collect();
+        // A fixed-size page: indexing inside it needs no bounds check.
+        let Ok(page) = page.try_into() else {
+            unreachable!("a page has PAGE slots")
+        };
         self.pages.push(page);
         self.free = base as u32;
     }
