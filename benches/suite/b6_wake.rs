@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::report::{cell, ratio, table, Report, Summary};
+use crate::chart::{Chart, Group};
+use crate::report::{bar, cell, ratio, table, Report, Summary};
 use crate::{alloc, fail, no_client, no_role, print_result, run_solo, Config, Family};
 
 pub const FAMILY: Family = Family {
@@ -436,8 +437,7 @@ fn run(config: &Config, report: &mut Report) {
          to acknowledgement received, pause excluded). The ratio is sockloop's median p50 ÷ \
          this variant's (below 1 means sockloop is faster). Allocations are the whole \
          process's during the measured posts, per post: `Remote::post` boxes the closure (1 \
-         per post), the reactor collects the jobs of each wake-up into a fresh `Vec` (1 per \
-         wake-up), and std's mpsc channel, inside sockloop and in the std channel variant, \
+         per post), and std's mpsc channel, inside sockloop and in the std channel variant, \
          allocates a block every 31 messages (0.032). Loop sleeps per post are the loop \
          thread's voluntary context switches (from `/proc`) per post: 1.00 means every post \
          found it asleep; above 1, the loop also blocked somewhere else (inside std's \
@@ -501,5 +501,22 @@ fn run(config: &Config, report: &mut Report) {
         ],
         &rows,
     ));
+    let group = |name: &str, metric: &str| Group {
+        name: name.to_string(),
+        bars: variants
+            .iter()
+            .map(|v| bar(v.label, get(v.key, metric)))
+            .collect(),
+    };
+    let chart = report.chart(
+        "b6",
+        &Chart {
+            title: "B6 — cross-thread wake-up latency".into(),
+            unit: "µs".into(),
+            higher_is_better: false,
+            groups: vec![group("p50", "p50_us"), group("p99", "p99_us")],
+        },
+    );
+    text.push_str(&chart);
     report.section(text);
 }

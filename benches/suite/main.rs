@@ -343,8 +343,8 @@ pub fn run_pair(
     (server_result.expect("server result"), client_result)
 }
 
-/// One measurement in one process (`--solo`), pinned to the two CPUs of
-/// [`Placement::Split`] if there are two; returns its `RESULT`.
+/// One measurement in one process (`--solo`), not pinned (its threads need two CPUs
+/// and `taskset` pins a whole process); returns its `RESULT`.
 pub fn run_solo(family: &str, args: &[String]) -> Measures {
     let mut child = command("--solo", family, args, None, &Trace::None)
         .spawn()

@@ -244,7 +244,7 @@ impl Report {
              - Heap bytes per idle connection count what the allocator handed out, including \
              the unused capacity of grown tables (a slab or map that doubled).\n\
              \n## Not measured yet\n\n\
-             B2 many connections, B3 batched sends, B4 TLS, B5 UDP, B6 cross-thread wake-ups.\n",
+             B2 many connections, B3 batched sends, B4 TLS, B5 UDP.\n",
         );
         if !self.failures.is_empty() {
             out.push_str("\n## Failures\n\n");

@@ -261,6 +261,8 @@ pub struct Reactor<S: 'static = ()> {
     shared: Arc<Shared>,
     posted_tx: mpsc::Sender<Posted<S>>,
     posted_rx: mpsc::Receiver<Posted<S>>,
+    /// The jobs being run by a wake-up (empty between wake-ups, capacity kept).
+    jobs: Vec<Posted<S>>,
     /// Sources visible to the user (sockets, fds) plus user timers.
     pub(crate) live: usize,
     pub(crate) dispatching: bool,
@@ -315,6 +317,7 @@ impl<S: 'static> Reactor<S> {
             shared: Arc::new(Shared::default()),
             posted_tx,
             posted_rx,
+            jobs: Vec::new(),
             live: 0,
             dispatching: false,
             stopped: false,
@@ -631,11 +634,14 @@ impl<S: 'static> Reactor<S> {
         // Only the jobs posted so far: a job that posts another (a "yield") must not
         // keep this turn going forever; the later one runs next turn (its post woke
         // the poller again).
-        let jobs: Vec<Posted<S>> = self.posted_rx.try_iter().collect();
-        for job in jobs {
+        // Taken through a kept list, so that a wake-up allocates nothing.
+        let mut jobs = std::mem::take(&mut self.jobs);
+        jobs.extend(self.posted_rx.try_iter());
+        for job in jobs.drain(..) {
             self.in_handler(|r| job(r, state));
             self.after_dispatch(state);
         }
+        self.jobs = jobs;
         if self.shared.take_stop() {
             self.stopped = true;
         }
