@@ -27,6 +27,7 @@
 
 mod alloc;
 mod b1_pingpong;
+mod b3_batched;
 mod b6_wake;
 mod b7_memory;
 mod chart;
@@ -80,7 +81,12 @@ pub fn no_client(_: SocketAddr, _: &[String]) {
     fail("this family has no client role");
 }
 
-pub const FAMILIES: &[Family] = &[b1_pingpong::FAMILY, b6_wake::FAMILY, b7_memory::FAMILY];
+pub const FAMILIES: &[Family] = &[
+    b1_pingpong::FAMILY,
+    b3_batched::FAMILY,
+    b6_wake::FAMILY,
+    b7_memory::FAMILY,
+];
 
 /// A child's answer: the `key=value` pairs of its `RESULT` line.
 pub type Measures = BTreeMap<String, f64>;

@@ -82,7 +82,14 @@ pub fn cell(summary: Option<Summary>, decimals: usize) -> String {
 /// sockloop's median divided by this competitor's, as "×1.23".
 pub fn ratio(sockloop: Option<Summary>, this: Option<Summary>) -> String {
     match (sockloop, this) {
-        (Some(s), Some(t)) if t.median != 0.0 => format!("×{:.2}", s.median / t.median),
+        (Some(s), Some(t)) if t.median != 0.0 => {
+            let r = s.median / t.median;
+            if r != 0.0 && r.abs() < 0.01 {
+                format!("×{r:.1e}")
+            } else {
+                format!("×{r:.2}")
+            }
+        }
         _ => "–".to_string(),
     }
 }
@@ -244,7 +251,7 @@ impl Report {
              - Heap bytes per idle connection count what the allocator handed out, including \
              the unused capacity of grown tables (a slab or map that doubled).\n\
              \n## Not measured yet\n\n\
-             B2 many connections, B3 batched sends, B4 TLS, B5 UDP.\n",
+             B2 many connections, B4 TLS, B5 UDP.\n",
         );
         if !self.failures.is_empty() {
             out.push_str("\n## Failures\n\n");
