@@ -73,7 +73,24 @@ impl Outbound {
     }
 
     /// Appends `data`, filling the last chunk before taking new ones from the pool.
-    pub(crate) fn push(&mut self, mut data: &[u8], pool: &mut BufPool) {
+    #[inline]
+    pub(crate) fn push(&mut self, data: &[u8], pool: &mut BufPool) {
+        // The usual case: a small write into the last chunk, which has room.
+        if self.head != NIL {
+            let tail = pool.chunk(self.head).tail;
+            let buf = &mut pool.chunk_mut(tail).buf;
+            if buf.capacity() - buf.len() >= data.len() && data.len() <= u32::MAX as usize {
+                if let Some(len) = self.len.checked_add(data.len() as u32) {
+                    buf.extend_from_slice(data);
+                    self.len = len;
+                    return;
+                }
+            }
+        }
+        self.push_slow(data, pool);
+    }
+
+    fn push_slow(&mut self, mut data: &[u8], pool: &mut BufPool) {
         self.add_len(data.len());
         while !data.is_empty() {
             let last = self.last_with_room(0, pool);

@@ -309,32 +309,24 @@ impl StreamSocket {
             return Err(stale("write"));
         };
         writable_state(st, "write")?;
-        if data.len() > limit {
-            return Err(
-                Error::new(SocketErrorStatus::MessageTooLong, "write").with_detail(format!(
-                    "{} bytes can never fit the write queue (limit {limit}): split the write",
-                    data.len()
-                )),
-            );
-        }
         let queued = st.out.len();
         if queued.saturating_add(data.len()) > limit {
-            st.over_high = true;
-            return Err(
-                Error::new(SocketErrorStatus::NoBufferSpaceAvailable, "write").with_detail(
-                    format!(
-                "{} bytes queued, {} more would exceed the limit of {limit}; wait for Drained",
-                queued,
-                data.len()
-            ),
-                ),
-            );
+            return Err(over_limit(st, "write", queued, data.len(), limit));
         }
         st.out.push(data, &mut reactor.pool);
         if st.out.len() > high {
             st.over_high = true;
         }
-        reactor.mark_dirty(self.0);
+        // Marked dirty here rather than through `mark_dirty`, which would look the
+        // socket up again: a handler writing many small messages pays one lookup each.
+        if reactor.dispatching {
+            if !st.dirty {
+                st.dirty = true;
+                reactor.dirty.push(self.0);
+            }
+        } else {
+            reactor.flush_stream(self.0);
+        }
         Ok(())
     }
 
@@ -523,6 +515,29 @@ impl StreamSocket {
         let _ = reactor.poll.registry().deregister(&mut io);
         Ok(std::net::TcpStream::from(io))
     }
+}
+
+/// The error of a write that does not fit: `MessageTooLong` if it never could,
+/// `NoBufferSpaceAvailable` (and the socket flagged for `Drained`) if it could once the
+/// queue drains. Kept out of line: the write path only tests the limit.
+#[cold]
+#[inline(never)]
+pub(crate) fn over_limit<S: 'static>(
+    st: &mut StreamState<S>,
+    operation: &'static str,
+    queued: usize,
+    size: usize,
+    limit: usize,
+) -> Error {
+    if size > limit {
+        return Error::new(SocketErrorStatus::MessageTooLong, operation).with_detail(format!(
+            "{size} bytes can never fit the write queue (limit {limit}): split the write"
+        ));
+    }
+    st.over_high = true;
+    Error::new(SocketErrorStatus::NoBufferSpaceAvailable, operation).with_detail(format!(
+        "{queued} bytes queued, {size} more would exceed the limit of {limit}; wait for Drained"
+    ))
 }
 
 pub(crate) fn writable_state<S: 'static>(
