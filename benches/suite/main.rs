@@ -27,6 +27,7 @@
 
 mod alloc;
 mod b1_pingpong;
+mod b2_connections;
 mod b7_memory;
 mod competitors;
 mod report;
@@ -78,7 +79,11 @@ pub fn no_client(_: SocketAddr, _: &[String]) {
     fail("this family has no client role");
 }
 
-pub const FAMILIES: &[Family] = &[b1_pingpong::FAMILY, b7_memory::FAMILY];
+pub const FAMILIES: &[Family] = &[
+    b1_pingpong::FAMILY,
+    b2_connections::FAMILY,
+    b7_memory::FAMILY,
+];
 
 /// A child's answer: the `key=value` pairs of its `RESULT` line.
 pub type Measures = BTreeMap<String, f64>;
