@@ -27,6 +27,7 @@
 
 mod alloc;
 mod b1_pingpong;
+mod b2_connections;
 mod b3_batched;
 mod b6_wake;
 mod b7_memory;
@@ -83,6 +84,7 @@ pub fn no_client(_: SocketAddr, _: &[String]) {
 
 pub const FAMILIES: &[Family] = &[
     b1_pingpong::FAMILY,
+    b2_connections::FAMILY,
     b3_batched::FAMILY,
     b6_wake::FAMILY,
     b7_memory::FAMILY,
