@@ -6,7 +6,6 @@
 //! Figures: round trips per second, p50/p99/p99.9 round-trip time, and per round trip
 //! the server's system calls, user-space instructions and heap allocations.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
@@ -14,7 +13,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 
 use crate::chart::{Chart, Group};
-use crate::report::{bar, cell, ratio, table, Report, Summary};
+use crate::report::{bar, cell, ratio, table, Repeats, Report};
 use crate::{
     competitors, fail, no_role, per_message, print_line, print_result, run_pair, serve_child,
     wait_for_stdin_eof, Config, Family, Measures, Placement,
@@ -143,8 +142,7 @@ fn run(config: &Config, report: &mut Report) {
     cases.push((64, Placement::Same));
     let mut groups = Vec::new();
     for (size, placement) in cases {
-        // name -> metric -> values over repetitions
-        let mut results: BTreeMap<&str, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+        let mut results = Repeats::default();
         for rep in 0..config.reps {
             for c in &config.competitors {
                 eprintln!(
@@ -162,30 +160,13 @@ fn run(config: &Config, report: &mut Report) {
                 if let Some(a) = server.get("allocs_window") {
                     m.insert("allocs_per_rt".into(), a / counts.measured as f64);
                 }
-                let entry = results.entry(c.name).or_default();
-                for (k, v) in m {
-                    entry.entry(k).or_default().push(v);
+                if let Some(cpu) = m.get("server_cpu_s").copied() {
+                    m.insert("cpu_us_per_rt".into(), cpu * 1e6 / counts.measured as f64);
                 }
+                results.add(c.name, m);
             }
         }
-        let get = |name: &str, key: &str| {
-            results
-                .get(name)
-                .and_then(|m| m.get(key))
-                .and_then(|v| Summary::of(v))
-        };
-        let cpu_us = |name: &str| {
-            results
-                .get(name)
-                .and_then(|m| m.get("server_cpu_s"))
-                .and_then(|v| {
-                    Summary::of(
-                        &v.iter()
-                            .map(|s| s * 1e6 / counts.measured as f64)
-                            .collect::<Vec<_>>(),
-                    )
-                })
-        };
+        let get = |name: &str, metric: &str| results.get(name, metric);
         // The counts do not depend on placement; the quick run takes them at 64 B only.
         let counted = placement == Placement::Split && (!config.quick || size == 64);
         let mut rows = Vec::new();
@@ -197,7 +178,7 @@ fn run(config: &Config, report: &mut Report) {
                 cell(get(c.name, "p50_us"), 1),
                 cell(get(c.name, "p99_us"), 1),
                 cell(get(c.name, "p999_us"), 1),
-                cell(cpu_us(c.name), 2),
+                cell(get(c.name, "cpu_us_per_rt"), 2),
             ];
             if counted {
                 eprintln!("suite: b1 {size} B counts {}", c.name);

@@ -19,7 +19,6 @@
 //! client's CPU time per message and idle share, and for C = 100, K = 8 the server's
 //! system calls and instructions per message.
 
-use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::time::{Duration, Instant};
@@ -28,9 +27,9 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::chart::{Bar, Chart, Group};
-use crate::report::{bar, cell, ratio, table, Report, Summary};
+use crate::report::{bar, cell, ratio, table, Repeats, Report};
 use crate::{
-    b1_pingpong, fail, no_role, per_message, print_line, print_result, run_pair,
+    b1_pingpong, fail, no_role, open_files_limit, per_message, print_line, print_result, run_pair,
     wait_for_stdin_eof, Config, Family, Measures, Placement, Trace,
 };
 
@@ -105,18 +104,6 @@ fn client_args(connections: usize, depth: usize, warm_up_ms: u64, stop: Stop) ->
         mode.to_string(),
         value.to_string(),
     ]
-}
-
-/// The soft limit on open files, from /proc/self/limits.
-fn open_files_limit() -> Option<usize> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let soft = line.split_whitespace().nth(3)?;
-    if soft == "unlimited" {
-        Some(usize::MAX)
-    } else {
-        soft.parse().ok()
-    }
 }
 
 /// This (single-threaded) process's time on a CPU and time runnable but waiting for one,
@@ -556,8 +543,7 @@ fn case(
     depth: usize,
     counted: bool,
 ) -> (Vec<Vec<String>>, Vec<&'static str>, Vec<Bar>) {
-    // name -> metric -> values over repetitions
-    let mut results: BTreeMap<&str, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    let mut results = Repeats::default();
     for rep in 0..config.reps {
         for c in &config.competitors {
             eprintln!("suite: b2 {connections}×{depth} rep {} {}", rep + 1, c.name);
@@ -583,18 +569,10 @@ fn case(
             if let Some(&idle) = m.get("client_idle_s") {
                 m.insert("client_idle".into(), 100.0 * idle / secs);
             }
-            let entry = results.entry(c.name).or_default();
-            for (k, v) in m {
-                entry.entry(k).or_default().push(v);
-            }
+            results.add(c.name, m);
         }
     }
-    let get = |name: &str, key: &str| {
-        results
-            .get(name)
-            .and_then(|m| m.get(key))
-            .and_then(|v| Summary::of(v))
-    };
+    let get = |name: &str, metric: &str| results.get(name, metric);
     let mut rows = Vec::new();
     for c in &config.competitors {
         let mut row = vec![

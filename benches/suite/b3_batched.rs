@@ -11,7 +11,6 @@
 
 mod servers;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::Sender;
@@ -20,7 +19,7 @@ use std::time::Instant;
 use servers::{MESSAGES, PER_TICK, SIZE, TICK_BYTES};
 
 use crate::chart::{Chart, Group};
-use crate::report::{bar, cell, ratio, table, Report, Summary};
+use crate::report::{bar, cell, ratio, table, Repeats, Report};
 use crate::{
     fail, no_role, per_message, print_line, print_result, run_pair, serve_child,
     wait_for_stdin_eof, Config, Family, Placement, Trace,
@@ -227,12 +226,9 @@ fn ticks(addr: SocketAddr, warm_up: u64, measured: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// variant -> metric -> values over repetitions.
-type Results = BTreeMap<&'static str, BTreeMap<String, Vec<f64>>>;
-
 /// The timed runs: every variant once per repetition, variants alternating.
-fn measure(config: &Config, variants: &[&'static Variant], counts: &Counts) -> Results {
-    let mut results = Results::new();
+fn measure(config: &Config, variants: &[&'static Variant], counts: &Counts) -> Repeats {
+    let mut results = Repeats::default();
     for rep in 0..config.reps {
         for v in variants {
             let counts = counts.for_variant(v);
@@ -251,10 +247,7 @@ fn measure(config: &Config, variants: &[&'static Variant], counts: &Counts) -> R
             if let Some(cpu) = m.get("server_cpu_s").copied() {
                 m.insert("cpu_us_per_msg".into(), cpu * 1e6 / messages);
             }
-            let entry = results.entry(v.name).or_default();
-            for (k, v) in m {
-                entry.entry(k).or_default().push(v);
-            }
+            results.add(v.name, m);
         }
     }
     results
@@ -300,12 +293,7 @@ fn run(config: &Config, report: &mut Report) {
         .filter(|v| config.competitors.iter().any(|c| c.name == v.competitor))
         .collect();
     let results = measure(config, &variants, &counts);
-    let get = |name: &str, key: &str| {
-        results
-            .get(name)
-            .and_then(|m| m.get(key))
-            .and_then(|v| Summary::of(v))
-    };
+    let get = |name: &str, metric: &str| results.get(name, metric);
     let mut rows = Vec::new();
     for v in &variants {
         let mut row = vec![

@@ -16,7 +16,7 @@
 //! often the loop thread went to sleep per post (its voluntary context switches, from
 //! `/proc`), which checks that the posts did find it asleep.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::chart::{Chart, Group};
-use crate::report::{bar, cell, ratio, table, Report, Summary};
+use crate::report::{bar, cell, ratio, table, Repeats, Report};
 use crate::{alloc, fail, no_client, no_role, print_result, run_solo, Config, Family};
 
 pub const FAMILY: Family = Family {
@@ -454,24 +454,15 @@ fn run(config: &Config, report: &mut Report) {
             n.measured.to_string(),
         ]
     };
-    // variant -> metric -> values over repetitions
-    let mut results: BTreeMap<&str, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    let mut results = Repeats::default();
     for rep in 0..config.reps {
         for v in &variants {
             eprintln!("suite: b6 rep {} {}", rep + 1, v.key);
             let m = run_solo("b6", &args(v));
-            let entry = results.entry(v.key).or_default();
-            for (k, x) in m {
-                entry.entry(k).or_default().push(x);
-            }
+            results.add(v.key, m);
         }
     }
-    let get = |key: &str, metric: &str| {
-        results
-            .get(key)
-            .and_then(|m| m.get(metric))
-            .and_then(|v| Summary::of(v))
-    };
+    let get = |key: &str, metric: &str| results.get(key, metric);
     let rows: Vec<Vec<String>> = variants
         .iter()
         .map(|v| {

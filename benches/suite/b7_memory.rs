@@ -16,8 +16,8 @@ use std::time::Duration;
 use crate::chart::{Chart, Group};
 use crate::report::{bar, cell, ratio, table, Report, Summary};
 use crate::{
-    b1_pingpong, fail, no_role, print_result, run_pair, wait_for_stdin_eof, Config, Family,
-    Placement, Trace,
+    b1_pingpong, fail, no_role, open_files_limit, print_result, run_pair, wait_for_stdin_eof,
+    Config, Family, Placement, Trace,
 };
 
 pub const FAMILY: Family = Family {
@@ -30,18 +30,6 @@ pub const FAMILY: Family = Family {
 
 /// Idle connections wanted (full run, quick run).
 const IDLE: (usize, usize) = (5_000, 500);
-
-/// The soft limit on open files, from /proc/self/limits.
-fn open_files_limit() -> Option<usize> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let soft = line.split_whitespace().nth(3)?;
-    if soft == "unlimited" {
-        Some(usize::MAX)
-    } else {
-        soft.parse().ok()
-    }
-}
 
 fn client(addr: SocketAddr, args: &[String]) {
     let Some(count) = args.first().and_then(|s| s.parse::<usize>().ok()) else {

@@ -425,6 +425,18 @@ pub fn serve_child(serve: impl FnOnce(mpsc::Sender<SocketAddr>)) {
     fail("server returned");
 }
 
+/// The soft limit on open files, from /proc/self/limits.
+pub fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line.split_whitespace().nth(3)?;
+    if soft == "unlimited" {
+        Some(usize::MAX)
+    } else {
+        soft.parse().ok()
+    }
+}
+
 /// Prints a line on stdout and flushes.
 pub fn print_line(line: &str) {
     let mut out = std::io::stdout().lock();

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use crate::chart::{Bar, Chart};
-use crate::Config;
+use crate::{Config, Measures};
 
 /// Where the charts go, relative to the repository root (and to BENCHMARKS.md).
 pub const CHART_DIR: &str = "docs/benchmarks";
@@ -71,6 +73,28 @@ impl Summary {
                 decimals, self.median, decimals, self.min, decimals, self.max
             )
         }
+    }
+}
+
+/// Measures collected over repetitions: competitor (or variant) → metric → values.
+#[derive(Default)]
+pub struct Repeats(BTreeMap<String, BTreeMap<String, Vec<f64>>>);
+
+impl Repeats {
+    /// Adds one repetition's measures for `name`.
+    pub fn add(&mut self, name: &str, measures: Measures) {
+        let entry = self.0.entry(name.to_string()).or_default();
+        for (metric, value) in measures {
+            entry.entry(metric).or_default().push(value);
+        }
+    }
+
+    /// The summary of one metric over the repetitions.
+    pub fn get(&self, name: &str, metric: &str) -> Option<Summary> {
+        self.0
+            .get(name)
+            .and_then(|m| m.get(metric))
+            .and_then(|v| Summary::of(v))
     }
 }
 
