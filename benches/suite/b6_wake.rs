@@ -281,9 +281,13 @@ fn mio_waker(n: Counts) -> Outcome {
     let mut probe = Probe::new(ack_tx, n.warm_up);
     let mut poll = Poll::new().expect("poll");
     let waker = Arc::new(Waker::new(poll.registry(), WAKE).expect("waker"));
+    // The loop keeps the waker open too: if the poster's exit closed the eventfd before
+    // the loop collected the last wake-up, epoll would drop that wake-up with it.
+    let poster_waker = waker.clone();
     let queue = Arc::new(Queue::default());
     let jobs = queue.clone();
     let poster = std::thread::spawn(move || {
+        let waker = poster_waker;
         let posted = drive(n, &ack_rx, |t0| {
             jobs.push(t0);
             waker.wake().expect("wake");
