@@ -65,7 +65,7 @@
 //! - [`Reactor`]: `run`, `turn` (one poll, for embedding), timers, [`Remote`] for other
 //!   threads, foreign fds ([`Reactor::register_fd`]).
 //! - [`StreamSocket`] and [`StreamEvent`]: connections; writes made in one handler call
-//!   leave in one `writev`; watermarks give backpressure ([`StreamEvent::Drained`]).
+//!   leave in one `send`/`writev`; watermarks give backpressure ([`StreamEvent::Drained`]).
 //! - [`StreamSocketListener`] and [`ListenerEvent`]: accepting.
 //! - [`framing`]: [`DataReader`](framing::DataReader) / [`DataWriter`](framing::DataWriter)
 //!   and codecs ([`LengthPrefixed`](framing::LengthPrefixed), [`Lines`](framing::Lines))

@@ -2,7 +2,7 @@
 //! tick, the server answers it with 16 separate 64-byte messages (16 application
 //! writes), and the client reads the 1,024 bytes, checks them and sends the next tick.
 //! The variants differ in how the server's 16 writes reach the kernel: sockloop queues
-//! them and sends one `writev` when the handler returns; the others write each message
+//! them and sends them in one call (`send`) when the handler returns; the others write each message
 //! on its own, or hand the 16 buffers to one vectored write (the floor).
 //!
 //! Figures: ticks per second and ns per message from the client, and per message the
@@ -50,7 +50,7 @@ const VARIANTS: &[Variant] = &[
     Variant {
         name: "sockloop",
         competitor: "sockloop",
-        describe: "16 × `socket.write` in the `Received` handler: queued, one `writev` when it \
+        describe: "16 × `socket.write` in the `Received` handler: queued, one `send` when it \
                    returns",
         serve: servers::sockloop,
         nagle: false,

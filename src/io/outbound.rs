@@ -1,8 +1,8 @@
 //! The write queue of a stream socket.
 //!
 //! Bytes are copied into fixed-size chunks of the reactor's [`BufPool`]; small writes
-//! share a chunk (coalescing), and the whole queue leaves in one `writev` of up to
-//! [`MAX_IOV`] slices. A partial write resumes in the middle of a chunk. The queue
+//! share a chunk (coalescing), and the whole queue leaves in one call: a `send` when it
+//! fits one chunk, else a `writev` of up to [`MAX_IOV`] slices. A partial write resumes in the middle of a chunk. The queue
 //! itself is the index of its first chunk and a byte count: the chunks are linked in
 //! the pool, so an empty queue owns no memory, and sent chunks go back to the pool.
 
@@ -136,8 +136,9 @@ impl Outbound {
             let first = IoSlice::new(&head.buf[head.sent as usize..]);
             let mut offered = first.len();
             let written = if head.next == NIL {
-                // One chunk (the usual case): no need to set up the whole array.
-                w.write_vectored(&[first])
+                // One chunk (the usual case): a plain send, which skips the array and,
+                // in the kernel, the vectored write path (iovec import, file hooks).
+                w.write(&first)
             } else {
                 let mut iov = [IoSlice::new(&[]); MAX_IOV];
                 iov[0] = first;

@@ -80,7 +80,7 @@ impl StreamSocket {
 
     /// Encodes `payload` as one frame with the socket's codec, straight into the write
     /// queue: header and payload are copied once, side by side, and leave in the same
-    /// `writev` as the socket's other writes.
+    /// `send` or `writev` as the socket's other writes.
     ///
     /// # Errors
     ///

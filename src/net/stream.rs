@@ -294,7 +294,7 @@ impl StreamSocket {
     }
 
     /// Queues `data` for sending. Inside a handler, everything written during the
-    /// call leaves in one `writev` when it returns; outside one, it is sent at once.
+    /// call leaves in one `send`/`writev` when it returns; outside one, it is sent at once.
     ///
     /// # Errors
     ///

@@ -242,7 +242,7 @@ pub struct Stats {
 /// | readiness | edge-triggered (epoll through mio); sockets are read to `WouldBlock`, or to a short read, within a per-turn budget |
 /// | spurious events | harmless: a read or write that would block just ends the step |
 /// | stale events | tokens carry a generation; an event for a closed socket is dropped |
-/// | writes | queued during a handler call, sent with one `writev` per socket when it returns |
+/// | writes | queued during a handler call, sent with one `send` or `writev` per socket when it returns |
 pub struct Reactor<S: 'static = ()> {
     pub(crate) poll: Poll,
     events: Option<Events>,
