@@ -65,13 +65,15 @@ impl Summary {
 
     /// "median (min–max)", or just the value when there was one repetition or all agree.
     pub fn cell(&self, decimals: usize) -> String {
-        if self.min == self.max {
-            format!("{:.*}", decimals, self.median)
+        let (median, min, max) = (
+            format!("{:.*}", decimals, self.median),
+            format!("{:.*}", decimals, self.min),
+            format!("{:.*}", decimals, self.max),
+        );
+        if min == max {
+            median
         } else {
-            format!(
-                "{:.*} ({:.*}–{:.*})",
-                decimals, self.median, decimals, self.min, decimals, self.max
-            )
+            format!("{median} ({min}–{max})")
         }
     }
 }
@@ -272,6 +274,10 @@ impl Report {
              is empty, and whether the next message is already there is a race with the \
              client. `strace` slows the server alone, so the server nearly always finds it and \
              skips epoll_wait; untraced it makes about 3 to 4 calls per round trip, not 2.\n\
+             - message-io's instruction counts are approximate: a helper thread of its \
+             wakes every 50 ms whatever the traffic, so its count grows with the run's \
+             duration, which varies under valgrind; a difference that comes out negative \
+             is shown as –.\n\
              - Heap bytes per idle connection count what the allocator handed out, including \
              the unused capacity of grown tables (a slab or map that doubled).\n\
              \n## Not measured yet\n\n\
