@@ -2,9 +2,10 @@
 //!
 //! Bytes are copied into fixed-size chunks of the reactor's [`BufPool`]; small writes
 //! share a chunk (coalescing), and the whole queue leaves in one call: a `send` when it
-//! fits one chunk, else a `writev` of up to [`MAX_IOV`] slices. A partial write resumes in the middle of a chunk. The queue
-//! itself is the index of its first chunk and a byte count: the chunks are linked in
-//! the pool, so an empty queue owns no memory, and sent chunks go back to the pool.
+//! fits one chunk, else a `writev` of up to [`MAX_IOV`] slices. A partial write resumes
+//! in the middle of a chunk. The queue itself is the index of its first chunk and a
+//! byte count: the chunks are linked in the pool, so an empty queue owns no memory,
+//! and sent chunks go back to the pool.
 
 use std::io::{self, IoSlice, Write};
 
@@ -79,12 +80,13 @@ impl Outbound {
         if self.head != NIL {
             let tail = pool.chunk(self.head).tail;
             let buf = &mut pool.chunk_mut(tail).buf;
-            if buf.capacity() - buf.len() >= data.len() && data.len() <= u32::MAX as usize {
-                if let Some(len) = self.len.checked_add(data.len() as u32) {
-                    buf.extend_from_slice(data);
-                    self.len = len;
-                    return;
-                }
+            let len = u32::try_from(data.len())
+                .ok()
+                .and_then(|n| self.len.checked_add(n));
+            if let (Some(len), true) = (len, buf.capacity() - buf.len() >= data.len()) {
+                buf.extend_from_slice(data);
+                self.len = len;
+                return;
             }
         }
         self.push_slow(data, pool);

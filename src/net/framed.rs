@@ -129,7 +129,9 @@ impl StreamSocket {
         if st.out.len() > high {
             st.over_high = true;
         }
-        reactor.mark_dirty(self.0);
+        if !crate::net::stream::defer_flush(st, self.0, reactor.dispatching, &mut reactor.dirty) {
+            reactor.flush_stream(self.0);
+        }
         Ok(())
     }
 }

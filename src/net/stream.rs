@@ -317,14 +317,9 @@ impl StreamSocket {
         if st.out.len() > high {
             st.over_high = true;
         }
-        // Marked dirty here rather than through `mark_dirty`, which would look the
+        // With the state at hand rather than through `mark_dirty`, which would look the
         // socket up again: a handler writing many small messages pays one lookup each.
-        if reactor.dispatching {
-            if !st.dirty {
-                st.dirty = true;
-                reactor.dirty.push(self.0);
-            }
-        } else {
+        if !defer_flush(st, self.0, reactor.dispatching, &mut reactor.dirty) {
             reactor.flush_stream(self.0);
         }
         Ok(())
@@ -540,6 +535,24 @@ pub(crate) fn over_limit<S: 'static>(
     ))
 }
 
+/// Inside a handler, queues the socket for the flush that follows the handler (once)
+/// and returns `true`; outside one, returns `false`: the caller flushes at once.
+pub(crate) fn defer_flush<S: 'static>(
+    st: &mut StreamState<S>,
+    key: Key,
+    dispatching: bool,
+    dirty: &mut Vec<Key>,
+) -> bool {
+    if !dispatching {
+        return false;
+    }
+    if !st.dirty {
+        st.dirty = true;
+        dirty.push(key);
+    }
+    true
+}
+
 pub(crate) fn writable_state<S: 'static>(
     st: &StreamState<S>,
     operation: &'static str,
@@ -611,15 +624,12 @@ impl<S: 'static> Reactor<S> {
 
     /// Inside a handler: remember to flush when it returns. Outside: flush now.
     pub(crate) fn mark_dirty(&mut self, key: Key) {
-        if !self.dispatching {
+        let deferred = match self.sources.get_mut(key) {
+            Some(Source::Stream(st)) => defer_flush(st, key, self.dispatching, &mut self.dirty),
+            _ => false,
+        };
+        if !deferred {
             self.flush_stream(key);
-            return;
-        }
-        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            if !st.dirty {
-                st.dirty = true;
-                self.dirty.push(key);
-            }
         }
     }
 
