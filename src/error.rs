@@ -105,12 +105,15 @@ pub enum SocketErrorStatus {
     NoBufferSpaceAvailable = 103,
     /// The peer violated the protocol (a malformed or over-long frame, bad TLS data).
     ProtocolError = 104,
-    /// Permission denied by the system or by the reactor's capability policy.
+    /// Permission denied by the system.
     AccessDenied = 105,
     /// The operation is not supported on this system or for this socket.
     NotSupported = 106,
     /// A transient condition: try the same operation again later.
     TryAgain = 107,
+    /// The socket's handler panicked: the reactor closed that socket (see
+    /// [`Builder::catch_handler_panics`](crate::Builder::catch_handler_panics)).
+    HandlerPanicked = 108,
 }
 
 impl SocketErrorStatus {

@@ -106,17 +106,25 @@ impl Outbound {
     /// Appends bytes produced by `fill` (an encoder writing header, payload and
     /// trailer), which expects to write about `size` bytes: into the last chunk if it
     /// has the room, else into a fresh chunk, or into a buffer of its own for a frame
-    /// larger than a chunk. On error nothing is appended.
+    /// larger than a chunk. At most `max` bytes may be added: `fill` writing more
+    /// (an encoder that wrote more than it announced) is an error made by `over`
+    /// from the count it wrote. On error nothing is appended.
     pub(crate) fn push_with<E>(
         &mut self,
         pool: &mut BufPool,
         size: usize,
+        max: usize,
         fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+        over: impl FnOnce(usize) -> E,
     ) -> Result<usize, E> {
         let last = self.last_with_room(size.max(1), pool);
         let buf = &mut pool.chunk_mut(last).buf;
         let before = buf.len();
-        let result = fill(buf);
+        let mut result = fill(buf);
+        let written = buf.len() - before;
+        if result.is_ok() && written > max {
+            result = Err(over(written));
+        }
         if result.is_err() {
             buf.truncate(before);
         }
@@ -333,17 +341,42 @@ mod tests {
         let mut pool = BufPool::new(8);
         let mut q = Outbound::default();
         q.push(b"ab", &mut pool);
-        let r: Result<usize, ()> = q.push_with(&mut pool, 4, |v| {
-            v.extend_from_slice(b"junk");
-            Err(())
-        });
+        let r: Result<usize, ()> = q.push_with(
+            &mut pool,
+            4,
+            4,
+            |v| {
+                v.extend_from_slice(b"junk");
+                Err(())
+            },
+            |_| (),
+        );
         assert!(r.is_err());
         assert_eq!(q.len(), 2);
-        assert_eq!(
-            q.push_with::<()>(&mut pool, 2, |v| {
-                v.extend_from_slice(b"cd");
+        // More than the most it may add: refused, nothing queued.
+        let r: Result<usize, usize> = q.push_with(
+            &mut pool,
+            2,
+            3,
+            |v| {
+                v.extend_from_slice(b"toolong");
                 Ok(())
-            }),
+            },
+            |n| n,
+        );
+        assert_eq!(r, Err(7));
+        assert_eq!(q.len(), 2);
+        assert_eq!(
+            q.push_with::<()>(
+                &mut pool,
+                2,
+                2,
+                |v| {
+                    v.extend_from_slice(b"cd");
+                    Ok(())
+                },
+                |_| ()
+            ),
             Ok(2)
         );
         let mut w = Trickle {
@@ -370,10 +403,16 @@ mod tests {
         // A frame larger than a chunk, written by an encoder, after small writes.
         let big = pattern(3 * CHUNK + 5, 9);
         let added = queues[1]
-            .push_with::<()>(&mut pool, big.len(), |v| {
-                v.extend_from_slice(&big);
-                Ok(())
-            })
+            .push_with::<()>(
+                &mut pool,
+                big.len(),
+                big.len(),
+                |v| {
+                    v.extend_from_slice(&big);
+                    Ok(())
+                },
+                |_| (),
+            )
             .unwrap();
         assert_eq!(added, big.len());
         expect[1].extend_from_slice(&big);

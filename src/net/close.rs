@@ -9,7 +9,7 @@ use mio::Interest;
 use socket2::SockRef;
 
 use crate::error::{Error, SocketErrorStatus};
-use crate::net::stream::{reset, Phase, StreamEvent, StreamSocket};
+use crate::net::stream::{reset, Phase, ReadSide, StreamEvent, StreamSocket, WriteSide};
 use crate::reactor::{Deferred, Key, Reactor, Source, TimerAction};
 
 impl<S: 'static> Reactor<S> {
@@ -30,7 +30,10 @@ impl<S: 'static> Reactor<S> {
         }
         st.out.release(&mut self.pool);
         if let Some(io) = st.io.take() {
-            if result.is_ok() && st.write_shut && !st.read_closed {
+            if result.is_ok()
+                && st.write == WriteSide::Shut
+                && matches!(st.read, ReadSide::Open | ReadSide::Fin)
+            {
                 self.linger(io);
             } else if result.is_err() {
                 let _ = SockRef::from(&io).set_linger(Some(Duration::ZERO));

@@ -51,8 +51,7 @@ impl StreamSocket {
         cold.encoder = Some(Box::new(codec.clone()));
         cold.decoder = Some(Box::new(codec));
         cold.framing_gen = cold.framing_gen.wrapping_add(1);
-        if st.inbuf_len() > 0 && st.handler.is_some() {
-            st.input_pending = true;
+        if st.input_changed() && st.reoffer {
             reactor.mark_ready(self.0);
         }
         Ok(())
@@ -71,8 +70,7 @@ impl StreamSocket {
             cold.encoder = None;
             cold.framing_gen = cold.framing_gen.wrapping_add(1);
         }
-        if st.inbuf_len() > 0 && st.handler.is_some() {
-            st.input_pending = true;
+        if st.input_changed() && st.reoffer {
             reactor.mark_ready(self.0);
         }
         Ok(())
@@ -108,7 +106,8 @@ impl StreamSocket {
                 .with_detail("the socket has no codec: call set_framing first"));
         };
         // A frame the codec refuses reports its own error from `encode` below.
-        let size = codec.encoded_len(payload.len()).unwrap_or(payload.len());
+        let announced = codec.encoded_len(payload.len());
+        let size = announced.unwrap_or(payload.len());
         if size > limit {
             return Err(
                 Error::new(SocketErrorStatus::MessageTooLong, "write frame").with_detail(format!(
@@ -124,8 +123,23 @@ impl StreamSocket {
                     st.out.len()
                 )));
         }
-        st.out
-            .push_with(&mut reactor.pool, size, |dst| codec.encode(payload, dst))?;
+        // What the encoder really writes is checked, not trusted: no more than it
+        // announced, and never past the limit.
+        let queued = st.out.len();
+        let max = announced.unwrap_or(limit - queued).min(limit - queued);
+        let pushed = st.out.push_with(
+            &mut reactor.pool,
+            size,
+            max,
+            |dst| codec.encode(payload, dst),
+            |written| encoder_overran(written, announced, queued, limit),
+        );
+        if let Err(e) = pushed {
+            if e.status() == SocketErrorStatus::NoBufferSpaceAvailable {
+                st.over_high = true;
+            }
+            return Err(e);
+        }
         if st.out.len() > high {
             st.over_high = true;
         }
@@ -133,6 +147,24 @@ impl StreamSocket {
             reactor.flush_stream(self.0);
         }
         Ok(())
+    }
+}
+
+/// The error of an encoder that wrote more than it announced, or more than fits.
+#[cold]
+fn encoder_overran(written: usize, announced: Option<usize>, queued: usize, limit: usize) -> Error {
+    match announced {
+        Some(n) if written > n => Error::new(SocketErrorStatus::ProtocolError, "write frame")
+            .with_detail(format!(
+                "the codec broke its contract: it announced {n} bytes and wrote {written}"
+            )),
+        _ if written > limit => Error::new(SocketErrorStatus::MessageTooLong, "write frame")
+            .with_detail(format!(
+                "a {written}-byte frame can never fit the write queue (limit {limit})"
+            )),
+        _ => Error::new(SocketErrorStatus::NoBufferSpaceAvailable, "write frame").with_detail(
+            format!("{queued} bytes queued, the {written}-byte frame would exceed the limit of {limit}; wait for Drained"),
+        ),
     }
 }
 
@@ -171,9 +203,12 @@ impl<S: 'static> Reactor<S> {
                     self.call_stream(state, key, StreamEvent::Message(&rest[frame]));
                     match self.sources.get_mut(key) {
                         Some(Source::Stream(st))
-                            if st.phase == Phase::Open && st.framing_gen() == generation => {}
-                        // Closed, or given another codec by the handler: stop here.
-                        _ => return off,
+                            if st.phase == Phase::Open
+                                && st.framing_gen() == generation
+                                && !st.receive_paused => {}
+                        // Closed, paused, or given another codec by the handler: stop
+                        // here (the codec goes back below unless it was replaced).
+                        _ => break,
                     }
                 }
                 Ok(Decoded::NeedMore { consumed }) if consumed <= rest.len() => {
@@ -204,22 +239,7 @@ impl<S: 'static> Reactor<S> {
         off
     }
 
-    /// At end of stream: delivers the frames the codec can still make of what is left,
-    /// or fails the socket if a frame was cut short. `false` if the socket failed.
-    pub(crate) fn decode_at_eof(&mut self, state: &mut S, key: Key) -> bool {
-        let (buf, codec) = match self.sources.get_mut(key) {
-            Some(Source::Stream(st)) => match st.cold.as_mut() {
-                Some(cold) => (std::mem::take(&mut cold.inbuf), cold.decoder.take()),
-                None => return true,
-            },
-            _ => return false,
-        };
-        let Some(codec) = codec else { return true };
-        self.deliver_frames(state, key, &buf, codec, true);
-        matches!(self.sources.get(key), Some(Source::Stream(st)) if st.phase == Phase::Open)
-    }
-
-    fn fail_stream(&mut self, key: Key, err: Error) {
+    pub(crate) fn fail_stream(&mut self, key: Key, err: Error) {
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             if st.phase != Phase::Closed {
                 log::debug!("stream {key:?}: {err}");

@@ -16,7 +16,7 @@ use crate::net::control::{StreamSocketControl, StreamSocketListenerControl};
 use crate::net::hostname::{resolve_blocking, HostName};
 use crate::net::service::resolve_service;
 use crate::net::stream::StreamSocket;
-use crate::reactor::{stale, Key, Reactor, Source, TimerAction};
+use crate::reactor::{stale, Deferred, Key, Reactor, Source, TimerAction};
 
 /// How long to wait before accepting again after running out of file descriptors.
 const FD_RETRY: Duration = Duration::from_millis(100);
@@ -427,9 +427,17 @@ impl<S: 'static> Reactor<S> {
         let Some(mut handler) = l.handler.take() else {
             return;
         };
-        self.in_handler(|r| handler(r, state, StreamSocketListener(key), event));
+        let returned = self
+            .in_handler(|r| handler(r, state, StreamSocketListener(key), event))
+            .is_some();
         if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
             l.handler.get_or_insert(handler);
+            if !returned {
+                self.deferred.push_back(Deferred::Finish(
+                    key,
+                    Err(crate::reactor::panicked("listener handler")),
+                ));
+            }
         }
     }
 

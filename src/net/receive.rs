@@ -1,21 +1,39 @@
 //! The receive path of stream sockets: reading to `WouldBlock` within a budget, and
 //! handing bytes (or, with a codec, messages) to the handler.
+//!
+//! The rule this file keeps: input a socket keeps — bytes its handler left
+//! unconsumed, bytes received before it had a handler or while it was paused, a
+//! `ReadClosed` not delivered yet — is offered again whenever what held it back
+//! changes, before any new byte and before `ReadClosed`:
+//!
+//! - a change made by the handler while its own input is out of the slot (codec set
+//!   or cleared, handler replaced) re-delivers the rest the new way within the same
+//!   call ([`StreamState::reinterpret`](crate::net::stream::StreamState));
+//! - any other change (a handler set, receiving resumed, a codec changed from
+//!   elsewhere) marks the socket to be served on the next turn with its kept input
+//!   offered first (`reoffer`).
 
 use std::io::{self, Read};
 
 use crate::error::{Error, SocketErrorStatus};
 use crate::io::inbound::Input;
-use crate::net::stream::{Phase, StreamEvent};
+use crate::net::stream::{Phase, ReadSide, StreamEvent, WriteSide};
 use crate::reactor::{Deferred, Key, Reactor, Source};
 
 /// The largest emptied unconsumed-bytes buffer a socket keeps for reuse.
 const KEPT_INBUF: usize = 64 * 1024;
 
+/// How many times in a row one delivery re-offers the rest after a change of
+/// interpretation that consumed nothing; past it the rest waits for the next turn, so
+/// a handler that changes its codec on every call without consuming cannot hold the
+/// loop.
+const IDLE_REDELIVERIES: u32 = 8;
+
 impl<S: 'static> Reactor<S> {
-    /// Reads until `WouldBlock`, a short read (unless the peer's FIN was reported),
-    /// end of file or the budget.
+    /// Offers what was kept, then reads until `WouldBlock`, a short read (unless the
+    /// peer's FIN was reported), end of file or the budget.
     pub(crate) fn stream_read(&mut self, state: &mut S, key: Key) {
-        self.deliver_pending(state, key);
+        self.offer_kept(state, key);
         let mut budget = self.config.read_budget;
         loop {
             let limit = self.config.inbound_limit;
@@ -23,7 +41,7 @@ impl<S: 'static> Reactor<S> {
                 return;
             };
             if !matches!(st.phase, Phase::Open | Phase::Closing)
-                || st.read_closed
+                || matches!(st.read, ReadSide::Eof | ReadSide::Done)
                 || (st.receive_paused && st.phase == Phase::Open)
             {
                 return;
@@ -46,7 +64,7 @@ impl<S: 'static> Reactor<S> {
                 }
                 return;
             }
-            let to_eof = st.peer_fin;
+            let to_eof = st.read == ReadSide::Fin;
             let Some(io) = st.io.as_mut() else { return };
             let want = room.min(self.scratch.len());
             match io.read(&mut self.scratch[..want]) {
@@ -73,23 +91,22 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
-    /// Delivers what arrived before the socket had a handler.
-    fn deliver_pending(&mut self, state: &mut S, key: Key) {
+    /// Offers kept input, and a `ReadClosed` that waited behind it, if something that
+    /// held them back changed and the handler can take them now.
+    fn offer_kept(&mut self, state: &mut S, key: Key) {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
-        if st.handler.is_none() || st.phase != Phase::Open {
+        if !st.reoffer || !st.accepts_input() {
             return;
         }
-        if st.input_pending {
-            st.input_pending = false;
-            if st.inbuf_len() > 0 {
-                self.deliver_inbuf(state, key);
-            }
+        st.reoffer = false;
+        if st.inbuf_len() > 0 {
+            self.deliver_inbuf(state, key);
         }
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            if st.read_closed && !st.eof_delivered {
-                self.read_eof(state, key);
+            if st.read == ReadSide::Eof && st.accepts_input() && !st.reoffer {
+                self.deliver_eof(state, key);
             }
         }
     }
@@ -102,12 +119,12 @@ impl<S: 'static> Reactor<S> {
         if st.phase != Phase::Open {
             return; // closing: the owner is no longer interested
         }
-        if st.handler.is_none() || st.inbuf_len() > 0 {
+        if !st.accepts_input() || st.inbuf_len() > 0 {
             st.cold().inbuf.extend_from_slice(&self.scratch[..n]);
-            if st.handler.is_none() {
-                st.input_pending = true;
-            } else {
+            if st.accepts_input() {
                 self.deliver_inbuf(state, key);
+            } else {
+                st.reoffer = true;
             }
             return;
         }
@@ -124,30 +141,52 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// Hands bytes to the handler, as they are or cut into messages by the socket's
-    /// codec; returns how many were consumed.
+    /// codec, and again the new way for as long as the handler changes how its input
+    /// is read; returns how many were consumed. Stops when the handler pauses.
     fn deliver(&mut self, state: &mut S, key: Key, data: &[u8]) -> usize {
-        let decoder = match self.sources.get_mut(key) {
-            Some(Source::Stream(st)) => {
-                st.delivering = true;
-                st.cold.as_mut().and_then(|c| c.decoder.take())
-            }
-            _ => return data.len(),
-        };
-        let consumed = match decoder {
-            Some(decoder) => self.deliver_frames(state, key, data, decoder, false),
-            None => {
-                let mut consumed = 0;
-                let input = Input::new(data, &mut consumed);
-                if !self.call_stream(state, key, StreamEvent::Received(input)) {
-                    consumed = data.len();
+        let mut off = 0;
+        let mut idle = 0;
+        loop {
+            let decoder = match self.sources.get_mut(key) {
+                Some(Source::Stream(st)) => {
+                    st.delivering = true;
+                    st.reinterpret = false;
+                    st.cold.as_mut().and_then(|c| c.decoder.take())
                 }
-                consumed
-            }
-        };
-        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+                _ => return data.len(),
+            };
+            let rest = &data[off..];
+            let used = match decoder {
+                Some(decoder) => self.deliver_frames(state, key, rest, decoder, false),
+                None => {
+                    let mut consumed = 0;
+                    self.call_stream(
+                        state,
+                        key,
+                        StreamEvent::Received(Input::new(rest, &mut consumed)),
+                    );
+                    consumed
+                }
+            };
+            off += used;
+            let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+                return data.len();
+            };
             st.delivering = false;
+            let again =
+                std::mem::take(&mut st.reinterpret) && off < data.len() && st.accepts_input();
+            if !again {
+                return off;
+            }
+            if used == 0 {
+                idle += 1;
+                if idle == IDLE_REDELIVERIES {
+                    st.reoffer = true;
+                    self.mark_ready(key);
+                    return off;
+                }
+            }
         }
-        consumed
     }
 
     fn deliver_inbuf(&mut self, state: &mut S, key: Key) {
@@ -157,8 +196,14 @@ impl<S: 'static> Reactor<S> {
         let Some(cold) = st.cold.as_mut() else {
             return;
         };
-        let mut buf = std::mem::take(&mut cold.inbuf);
+        let buf = std::mem::take(&mut cold.inbuf);
         let consumed = self.deliver(state, key, &buf);
+        self.keep_rest(key, buf, consumed);
+    }
+
+    /// Puts what was not consumed of a taken-out `inbuf` back in front of anything
+    /// kept meanwhile.
+    fn keep_rest(&mut self, key: Key, mut buf: Vec<u8>, consumed: usize) {
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             if st.phase == Phase::Open {
                 buf.drain(..consumed.min(buf.len()));
@@ -166,7 +211,6 @@ impl<S: 'static> Reactor<S> {
                 // a peer whose messages straddle reads costs no allocation per read.
                 if !buf.is_empty() || buf.capacity() <= KEPT_INBUF {
                     let cold = st.cold();
-                    // Nothing is added while the bytes are out, but keep the order if so.
                     buf.extend_from_slice(&cold.inbuf);
                     cold.inbuf = buf;
                 }
@@ -174,22 +218,65 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
+    /// End of file was read: `ReadClosed` is delivered now if the handler can take it
+    /// and nothing kept is waiting to be offered, else once that is done.
     fn read_eof(&mut self, state: &mut S, key: Key) {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
-        st.read_closed = true;
-        if st.phase != Phase::Open || st.handler.is_none() {
-            return;
+        if st.read != ReadSide::Done {
+            st.read = ReadSide::Eof;
         }
-        st.eof_delivered = true;
-        let framed = st.cold.as_ref().is_some_and(|c| c.decoder.is_some());
-        if framed && !self.decode_at_eof(state, key) {
-            return;
+        if st.read == ReadSide::Eof && st.accepts_input() && !st.reoffer {
+            self.deliver_eof(state, key);
         }
+    }
+
+    /// Delivers the frames a codec can still make of what is kept (failing the socket
+    /// if one was cut short), then `ReadClosed`. If the handler pauses or changes its
+    /// codec on one of those last frames, the rest is kept and `ReadClosed` waits.
+    fn deliver_eof(&mut self, state: &mut S, key: Key) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        if let Some(codec) = st.cold.as_mut().and_then(|c| c.decoder.take()) {
+            let buf = std::mem::take(&mut st.cold().inbuf);
+            st.delivering = true;
+            st.reinterpret = false;
+            let consumed = self.deliver_frames(state, key, &buf, codec, true);
+            let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+                return;
+            };
+            st.delivering = false;
+            let changed = std::mem::take(&mut st.reinterpret);
+            if st.phase != Phase::Open {
+                return;
+            }
+            if consumed < buf.len() {
+                if !changed && st.accepts_input() {
+                    // Neither paused nor given another codec: the codec left bytes it
+                    // will never make a frame of.
+                    let left = buf.len() - consumed;
+                    let err = Error::new(SocketErrorStatus::ProtocolError, "decode")
+                        .with_detail(format!("{left} bytes left at the end of the stream"));
+                    return self.fail_stream(key, err);
+                }
+                let ready = changed && st.accepts_input();
+                st.reoffer = true;
+                self.keep_rest(key, buf, consumed);
+                if ready {
+                    self.mark_ready(key);
+                }
+                return;
+            }
+        }
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        st.read = ReadSide::Done;
         self.call_stream(state, key, StreamEvent::ReadClosed);
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            if st.phase == Phase::Open && st.write_shut {
+            if st.phase == Phase::Open && st.write == WriteSide::Shut {
                 st.phase = Phase::Closed;
                 self.deferred.push_back(Deferred::Finish(key, Ok(())));
             }

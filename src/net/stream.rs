@@ -19,7 +19,7 @@ use crate::net::hostname::HostName;
 use crate::net::listener::canonical;
 use crate::net::resolver::Connecting;
 use crate::net::service::resolve_service;
-use crate::reactor::{stale, Deferred, Key, Reactor, Source, TimerAction};
+use crate::reactor::{panicked, stale, Deferred, Key, Reactor, Source, TimerAction};
 
 /// A TCP connection: a `Copy` handle to a socket owned by a [`Reactor`].
 ///
@@ -97,10 +97,36 @@ pub(crate) enum Phase {
     Closed,
 }
 
+/// The receiving side of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadSide {
+    Open,
+    /// The kernel reported the peer's FIN (or an error): read on to end of file, past
+    /// short reads, since no new edge will come for it.
+    Fin,
+    /// End of file was read; `ReadClosed` is still to be delivered (after the bytes
+    /// kept before it).
+    Eof,
+    /// `ReadClosed` was delivered.
+    Done,
+}
+
+/// The sending side of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteSide {
+    Open,
+    /// `shutdown_write` was called: FIN once the queue is sent.
+    ShutdownQueued,
+    /// FIN sent.
+    Shut,
+}
+
 pub(crate) struct StreamState<S: 'static> {
     pub(crate) io: Option<TcpStream>,
     pub(crate) handler: Option<StreamHandler<S>>,
     pub(crate) phase: Phase,
+    pub(crate) read: ReadSide,
+    pub(crate) write: WriteSide,
     pub(crate) out: Outbound,
     /// What an established, idle socket does not use, allocated on first use.
     pub(crate) cold: Option<Box<Cold>>,
@@ -108,15 +134,13 @@ pub(crate) struct StreamState<S: 'static> {
     pub(crate) receive_paused: bool,
     /// Received bytes are being handed to the handler (they live outside `inbuf`).
     pub(crate) delivering: bool,
-    pub(crate) read_closed: bool,
-    /// The kernel reported the peer's FIN (or an error): read on to end of file, past
-    /// short reads, since no new edge will come for it.
-    pub(crate) peer_fin: bool,
-    pub(crate) eof_delivered: bool,
-    /// `inbuf` holds bytes the handler has not seen yet.
-    pub(crate) input_pending: bool,
-    want_shutdown: bool,
-    pub(crate) write_shut: bool,
+    /// While `delivering`: the handler changed how the input is read (codec set or
+    /// cleared, handler replaced); the rest is delivered again the new way.
+    pub(crate) reinterpret: bool,
+    /// Kept input (and a pending `ReadClosed`) must be offered again without waiting
+    /// for new bytes: what held it back changed (a handler was set, receiving resumed,
+    /// the codec changed).
+    pub(crate) reoffer: bool,
     pub(crate) over_high: bool,
     dirty: bool,
     pub(crate) queued_ready: bool,
@@ -154,15 +178,13 @@ impl<S: 'static> StreamState<S> {
             handler,
             phase,
             out: Outbound::default(),
+            read: ReadSide::Open,
+            write: WriteSide::Open,
             cold: None,
             receive_paused: false,
             delivering: false,
-            read_closed: false,
-            peer_fin: false,
-            eof_delivered: false,
-            input_pending: false,
-            want_shutdown: false,
-            write_shut: false,
+            reinterpret: false,
+            reoffer: false,
             over_high: false,
             dirty: false,
             queued_ready: false,
@@ -182,6 +204,27 @@ impl<S: 'static> StreamState<S> {
     /// The framing generation (0 until a codec is first set).
     pub(crate) fn framing_gen(&self) -> u32 {
         self.cold.as_ref().map_or(0, |c| c.framing_gen)
+    }
+
+    /// Whether the handler can be given input now.
+    pub(crate) fn accepts_input(&self) -> bool {
+        self.phase == Phase::Open && self.handler.is_some() && !self.receive_paused
+    }
+
+    /// Something that decides how (or whether) input is delivered changed. Inside its
+    /// own delivery, the delivery loop offers the rest again at once; elsewhere, kept
+    /// input and a pending `ReadClosed` are offered on the next turn. Returns whether
+    /// the socket must be served again without a kernel event.
+    #[must_use]
+    pub(crate) fn input_changed(&mut self) -> bool {
+        if self.delivering {
+            self.reinterpret = true;
+            return false;
+        }
+        if self.inbuf_len() > 0 || self.read == ReadSide::Eof {
+            self.reoffer = true;
+        }
+        true
     }
 
     fn peer(&self) -> Option<SocketAddr> {
@@ -287,7 +330,7 @@ impl StreamSocket {
     ) -> Result<(), Error> {
         let st = reactor.stream_mut(self.0, "set handler")?;
         st.handler = Some(Box::new(handler));
-        if st.input_pending || st.read_closed || st.inbuf_len() > 0 {
+        if st.input_changed() && st.reoffer {
             reactor.mark_ready(self.0);
         }
         Ok(())
@@ -329,7 +372,12 @@ impl StreamSocket {
     /// kernel's receive buffer fills and TCP flow control slows the peer down: the way
     /// to push back when the data received cannot be handled (or forwarded) as fast as
     /// it arrives — for instance, pause when `write` reports `NoBufferSpaceAvailable`
-    /// and resume on `Drained`. Resuming delivers what is waiting on the next turn.
+    /// and resume on `Drained`. While paused, no `Received` or `Message` event is
+    /// delivered (a handler that pauses while given several messages gets the next one
+    /// only after resuming) and `ReadClosed` waits. Resuming offers what was kept
+    /// (bytes left unconsumed, messages not delivered yet) on the next turn, or at once
+    /// if the handler pauses and resumes within one call, before any new byte or
+    /// `ReadClosed`.
     ///
     /// # Errors
     ///
@@ -342,7 +390,8 @@ impl StreamSocket {
         let st = reactor.stream_mut(self.0, "pause receive")?;
         let resumed = st.receive_paused && !paused;
         st.receive_paused = paused;
-        if resumed {
+        // Even with nothing kept: edges that came while paused were not read.
+        if resumed && st.input_changed() {
             reactor.mark_ready(self.0);
         }
         Ok(())
@@ -368,7 +417,7 @@ impl StreamSocket {
     pub fn shutdown_write<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
         let st = reactor.stream_mut(self.0, "shutdown write")?;
         writable_state(st, "shutdown write")?;
-        st.want_shutdown = true;
+        st.write = WriteSide::ShutdownQueued;
         reactor.mark_dirty(self.0);
         Ok(())
     }
@@ -559,7 +608,7 @@ pub(crate) fn writable_state<S: 'static>(
 ) -> Result<(), Error> {
     let why = match st.phase {
         Phase::Closing | Phase::Closed => "the socket is closing",
-        _ if st.want_shutdown => "the sending side is shut down",
+        _ if st.write != WriteSide::Open => "the sending side is shut down",
         _ => return Ok(()),
     };
     Err(Error::new(SocketErrorStatus::InvalidState, operation).with_detail(why))
@@ -643,9 +692,17 @@ impl<S: 'static> Reactor<S> {
         let Some(mut handler) = st.handler.take() else {
             return false;
         };
-        self.in_handler(|r| handler(r, state, StreamSocket(key), event));
+        let returned = self
+            .in_handler(|r| handler(r, state, StreamSocket(key), event))
+            .is_some();
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             st.handler.get_or_insert(handler);
+            if !returned && st.phase != Phase::Closed {
+                // The same handler gets the one `Closed` event.
+                reset(st);
+                self.deferred
+                    .push_back(Deferred::Finish(key, Err(panicked("stream handler"))));
+            }
         }
         true
     }
@@ -654,11 +711,11 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
-        if event.is_read_closed() || event.is_error() {
+        if (event.is_read_closed() || event.is_error()) && st.read == ReadSide::Open {
             // Also while connecting: the peer may send and close before `Connected`
             // is delivered, in the very event that completes the connection. (If the
             // event came from a failed attempt instead, an extra read is all it costs.)
-            st.peer_fin = true;
+            st.read = ReadSide::Fin;
         }
         match st.phase {
             Phase::Connecting => self.check_connect(state, key, event.is_readable()),
@@ -720,11 +777,14 @@ impl<S: 'static> Reactor<S> {
         if !st.out.is_empty() {
             return;
         }
-        if (st.want_shutdown || st.phase == Phase::Closing) && !st.write_shut {
-            st.write_shut = true;
+        if st.write != WriteSide::Shut
+            && (st.write == WriteSide::ShutdownQueued || st.phase == Phase::Closing)
+        {
+            st.write = WriteSide::Shut;
             let _ = io.shutdown(Shutdown::Write);
         }
-        if st.phase == Phase::Closing || (st.write_shut && st.eof_delivered) {
+        if st.phase == Phase::Closing || (st.write == WriteSide::Shut && st.read == ReadSide::Done)
+        {
             st.phase = Phase::Closed;
             self.deferred.push_back(Deferred::Finish(key, Ok(())));
         }

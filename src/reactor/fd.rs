@@ -185,9 +185,18 @@ impl<S: 'static> Reactor<S> {
         let Some(mut handler) = fd.handler.take() else {
             return;
         };
-        self.in_handler(|r| handler(r, state, FdSource(key), event));
+        let returned = self
+            .in_handler(|r| handler(r, state, FdSource(key), event))
+            .is_some();
         if let Some(Source::Fd(fd)) = self.sources.get_mut(key) {
             fd.handler.get_or_insert(handler);
+            if !returned {
+                // Deregistered, as if its handler had called `deregister_fd`.
+                self.deferred.push_back(super::Deferred::Finish(
+                    key,
+                    Err(super::panicked("fd handler")),
+                ));
+            }
         }
     }
 }

@@ -5,9 +5,11 @@ pub(crate) mod registry;
 mod remote;
 pub(crate) mod timer;
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,6 +105,7 @@ pub(crate) struct Config {
     pub(crate) inbound_limit: usize,
     pub(crate) linger: Duration,
     pub(crate) pool_chunks: usize,
+    pub(crate) catch_panics: bool,
 }
 
 impl Default for Builder {
@@ -115,10 +118,13 @@ impl Default for Builder {
                 scratch_size: 64 * 1024,
                 low_watermark: 64 * 1024,
                 high_watermark: 256 * 1024,
-                write_limit: 8 * 1024 * 1024,
+                // Room for one frame of the default codec's maximum (8 MiB) plus its
+                // header: any frame the defaults accept can be written back.
+                write_limit: 16 * 1024 * 1024,
                 inbound_limit: 8 * 1024 * 1024,
                 linger: Duration::from_secs(10),
                 pool_chunks: 64,
+                catch_panics: false,
             },
         }
     }
@@ -157,7 +163,9 @@ impl Builder {
 
     /// Write-queue watermarks: over `high`, the socket is flagged; when it falls to
     /// `low` again, the handler gets `Drained`. Over `limit`, `write` fails with
-    /// `NoBufferSpaceAvailable` and queues nothing. Defaults: 64 KiB, 256 KiB, 8 MiB.
+    /// `NoBufferSpaceAvailable` and queues nothing. Defaults: 64 KiB, 256 KiB, 16 MiB
+    /// (a frame of [`LengthPrefixed`](crate::framing::LengthPrefixed)'s default maximum,
+    /// 8 MiB, fits with room to spare).
     /// All three are capped at 2 GiB per socket.
     #[must_use]
     pub fn watermarks(mut self, low: usize, high: usize, limit: usize) -> Self {
@@ -188,6 +196,32 @@ impl Builder {
         self
     }
 
+    /// What a panicking handler does to the program (default `false`).
+    ///
+    /// Whatever the setting, a handler that panics (socket, listener, fd, timer or
+    /// posted job) never leaves the reactor half-updated: the panic is caught at the
+    /// handler's boundary, what the dispatch took out (the read buffer, the socket's
+    /// input and handler) is put back, and the source whose handler panicked is closed
+    /// with status [`HandlerPanicked`](crate::SocketErrorStatus::HandlerPanicked),
+    /// delivered as its one `Closed` event to the same handler (a timer is cancelled,
+    /// a registered fd deregistered). Every other socket carries on.
+    ///
+    /// - `false`: once the turn's work is done, the panic goes on out of
+    ///   [`turn`](Reactor::turn) or [`run`](Reactor::run), as if nothing had caught it.
+    ///   A caller that catches it (`std::panic::catch_unwind`) may go on using the
+    ///   reactor.
+    /// - `true`: the panic is logged at error level and counted in
+    ///   [`Stats::handler_panics`]; `turn` and `run` go on. What servers usually want:
+    ///   one bad connection does not take the others down.
+    ///
+    /// Either way, what the handler had changed in the application state before it
+    /// panicked stays as it was left.
+    #[must_use]
+    pub fn catch_handler_panics(mut self, catch: bool) -> Self {
+        self.config.catch_panics = catch;
+        self
+    }
+
     /// Builds the reactor.
     ///
     /// # Errors
@@ -213,6 +247,9 @@ pub struct Stats {
     pub accepted: u64,
     /// `accept` calls that failed for lack of file descriptors.
     pub accept_fd_exhausted: u64,
+    /// Handlers that panicked (each closed its socket, see
+    /// [`Builder::catch_handler_panics`]).
+    pub handler_panics: u64,
 }
 
 /// The event loop: owns the poller, every socket, timer and handler.
@@ -268,6 +305,8 @@ pub struct Reactor<S: 'static = ()> {
     pub(crate) dispatching: bool,
     stopped: bool,
     pub(crate) stats: Stats,
+    /// A handler's panic, to resume once the turn's work is done.
+    panic: Option<Box<dyn Any + Send>>,
 }
 
 impl<S: 'static> fmt::Debug for Reactor<S> {
@@ -322,6 +361,7 @@ impl<S: 'static> Reactor<S> {
             dispatching: false,
             stopped: false,
             stats: Stats::default(),
+            panic: None,
         })
     }
 
@@ -339,6 +379,7 @@ impl<S: 'static> Reactor<S> {
             // Work deferred outside any handler (a `close` made before `run`) may end
             // the last source: do it before deciding to wait.
             self.after_dispatch(state);
+            self.resume_panic();
             if self.stopped || self.shared.take_stop() || self.live == 0 {
                 break;
             }
@@ -368,6 +409,7 @@ impl<S: 'static> Reactor<S> {
         // delivered) and the caller's condition changed: do not block this turn.
         let had_deferred = !self.deferred.is_empty();
         self.after_dispatch(state);
+        self.resume_panic();
         let wait = if had_deferred {
             Some(Duration::ZERO)
         } else {
@@ -400,6 +442,7 @@ impl<S: 'static> Reactor<S> {
         self.serve_ready(state, carried);
         self.fire_timers(state);
         self.after_dispatch(state);
+        self.resume_panic();
         Ok(count)
     }
 
@@ -559,9 +602,13 @@ impl<S: 'static> Reactor<S> {
         while let Some((key, action)) = self.timers.pop_expired(now) {
             match action {
                 TimerAction::User(mut f) => {
-                    self.in_handler(|r| f(r, state, TimerId(key)));
+                    let returned = self.in_handler(|r| f(r, state, TimerId(key))).is_some();
                     if !self.timers.contains(key) {
                         // Cancelled from inside its own callback.
+                    } else if !returned {
+                        // A timer whose callback panicked is dropped, even if re-armed.
+                        self.timers.cancel(key);
+                        self.live -= 1;
                     } else if self.timers.deadline(key).is_none() {
                         self.live -= 1;
                     }
@@ -648,12 +695,41 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// Runs `call` (a user handler) with the reactor marked as dispatching, so that
-    /// writes made inside are batched and `turn`/`run` are refused.
-    pub(crate) fn in_handler<R>(&mut self, call: impl FnOnce(&mut Self) -> R) -> R {
+    /// writes made inside are batched and `turn`/`run` are refused. A panic is caught
+    /// here, at the handler's boundary, so that every frame of the dispatch below puts
+    /// back what it took out: `None` tells the caller to close the source whose
+    /// handler panicked. The panic itself is resumed at the end of the turn, or logged
+    /// (see [`Builder::catch_handler_panics`]).
+    pub(crate) fn in_handler<R>(&mut self, call: impl FnOnce(&mut Self) -> R) -> Option<R> {
         let was = std::mem::replace(&mut self.dispatching, true);
-        let result = call(self);
+        let result = catch_unwind(AssertUnwindSafe(|| call(self)));
         self.dispatching = was;
-        result
+        match result {
+            Ok(r) => Some(r),
+            Err(payload) => {
+                self.handler_panicked(payload);
+                None
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn handler_panicked(&mut self, payload: Box<dyn Any + Send>) {
+        self.stats.handler_panics += 1;
+        if self.config.catch_panics || self.panic.is_some() {
+            log::error!("a handler panicked: {}", panic_message(&*payload));
+        } else {
+            self.panic = Some(payload);
+        }
+    }
+
+    /// Resumes a handler's panic, once nothing of the turn is left half done.
+    #[inline]
+    fn resume_panic(&mut self) {
+        if let Some(payload) = self.panic.take() {
+            resume_unwind(payload);
+        }
     }
 
     pub(crate) fn waker(&self) -> Arc<Waker> {
@@ -682,6 +758,22 @@ fn deadline_after(after: Duration) -> Instant {
     now.checked_add(after.min(CENTURY))
         .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
         .unwrap_or(now)
+}
+
+/// The message of a panic's payload, if it has one.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// The error a source whose handler panicked is closed with.
+#[cold]
+pub(crate) fn panicked(operation: &'static str) -> Error {
+    Error::new(SocketErrorStatus::HandlerPanicked, operation)
+        .with_detail("the handler panicked; the socket was closed")
 }
 
 fn inside_handler(operation: &'static str) -> Error {
