@@ -5,6 +5,7 @@
 //! that a program can branch on the status without parsing messages, the way
 //! `SocketError.GetStatus` is used on Windows.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -240,14 +241,35 @@ impl fmt::Display for SocketErrorStatus {
 /// println!("{err}"); // connect failed (127.0.0.1:9): ConnectionRefused: ...
 /// ```
 pub struct Error {
-    inner: Box<Inner>,
+    repr: Repr,
+}
+
+/// Errors that happen often under load (a refused write, a stale handle, a closed
+/// socket) are made without touching the heap: a status, the operation, and a detail
+/// that is static or made of numbers. The rest (an OS error, an address, a formatted
+/// detail) are boxed.
+enum Repr {
+    Plain {
+        status: SocketErrorStatus,
+        operation: &'static str,
+        /// Empty: no detail.
+        detail: &'static str,
+    },
+    /// A write that does not fit the write queue; the status follows from the sizes.
+    Refused {
+        operation: &'static str,
+        queued: usize,
+        size: usize,
+        limit: usize,
+    },
+    Full(Box<Inner>),
 }
 
 struct Inner {
     status: SocketErrorStatus,
     operation: &'static str,
     address: Option<SocketAddr>,
-    detail: Option<String>,
+    detail: Option<Cow<'static, str>>,
     source: Option<io::Error>,
 }
 
@@ -255,79 +277,160 @@ impl Error {
     /// An error with a status and the operation that failed.
     pub fn new(status: SocketErrorStatus, operation: &'static str) -> Error {
         Error {
-            inner: Box::new(Inner {
+            repr: Repr::Plain {
                 status,
                 operation,
-                address: None,
-                detail: None,
-                source: None,
-            }),
+                detail: "",
+            },
         }
     }
 
     /// An error from an I/O error; the status is derived with [`SocketErrorStatus::from_io`].
     pub fn from_io(operation: &'static str, source: io::Error) -> Error {
         let mut e = Error::new(SocketErrorStatus::from_io(&source), operation);
-        e.inner.source = Some(source);
+        e.full().source = Some(source);
         e
+    }
+
+    /// A write of `size` bytes refused because `queued` bytes are queued and the
+    /// queue's limit is `limit`: `MessageTooLong` if `size` can never fit,
+    /// `NoBufferSpaceAvailable` otherwise. Made without allocating: refusals under
+    /// backpressure are an ordinary event.
+    pub(crate) fn refused(
+        operation: &'static str,
+        queued: usize,
+        size: usize,
+        limit: usize,
+    ) -> Error {
+        Error {
+            repr: Repr::Refused {
+                operation,
+                queued,
+                size,
+                limit,
+            },
+        }
+    }
+
+    /// The boxed form, made from the inline one on first use.
+    fn full(&mut self) -> &mut Inner {
+        if !matches!(self.repr, Repr::Full(_)) {
+            let inner = Inner {
+                status: self.status(),
+                operation: self.operation(),
+                address: None,
+                detail: self.detail().map(|d| Cow::Owned(d.into_owned())),
+                source: None,
+            };
+            self.repr = Repr::Full(Box::new(inner));
+        }
+        match &mut self.repr {
+            Repr::Full(inner) => inner,
+            _ => unreachable!("made boxed above"),
+        }
     }
 
     /// Adds the address the operation was about.
     #[must_use]
     pub fn with_address(mut self, address: SocketAddr) -> Error {
-        self.inner.address = Some(address);
+        self.full().address = Some(address);
         self
     }
 
-    /// Adds a human-readable explanation.
+    /// Adds a human-readable explanation. A `&'static str` is kept without
+    /// allocating.
     #[must_use]
-    pub fn with_detail(mut self, detail: impl Into<String>) -> Error {
-        self.inner.detail = Some(detail.into());
+    pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Error {
+        match (&mut self.repr, detail.into()) {
+            (Repr::Plain { detail: slot, .. }, Cow::Borrowed(d)) => *slot = d,
+            (_, d) => self.full().detail = Some(d),
+        }
         self
     }
 
     /// The portable status.
     pub fn status(&self) -> SocketErrorStatus {
-        self.inner.status
+        match &self.repr {
+            Repr::Plain { status, .. } => *status,
+            Repr::Refused { size, limit, .. } if size > limit => SocketErrorStatus::MessageTooLong,
+            Repr::Refused { .. } => SocketErrorStatus::NoBufferSpaceAvailable,
+            Repr::Full(inner) => inner.status,
+        }
     }
 
     /// The operation that failed, such as `"connect"`, `"write"` or `"parse host name"`.
     pub fn operation(&self) -> &'static str {
-        self.inner.operation
+        match &self.repr {
+            Repr::Plain { operation, .. } | Repr::Refused { operation, .. } => operation,
+            Repr::Full(inner) => inner.operation,
+        }
     }
 
     /// The address the operation was about, when there is one.
     pub fn address(&self) -> Option<SocketAddr> {
-        self.inner.address
+        match &self.repr {
+            Repr::Full(inner) => inner.address,
+            _ => None,
+        }
     }
 
     /// The explanation, when there is one.
-    pub fn detail(&self) -> Option<&str> {
-        self.inner.detail.as_deref()
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{Error, SocketErrorStatus};
+    ///
+    /// let err = Error::new(SocketErrorStatus::InvalidState, "write").with_detail("the socket is closing");
+    /// assert_eq!(err.detail().as_deref(), Some("the socket is closing"));
+    /// ```
+    pub fn detail(&self) -> Option<Cow<'_, str>> {
+        match &self.repr {
+            Repr::Plain { detail: "", .. } => None,
+            Repr::Plain { detail, .. } => Some(Cow::Borrowed(detail)),
+            Repr::Refused {
+                queued,
+                size,
+                limit,
+                ..
+            } => {
+                Some(Cow::Owned(if size > limit {
+                    format!("{size} bytes can never fit the write queue (limit {limit}): split the write")
+                } else {
+                    format!(
+                    "{queued} bytes queued, {size} more would exceed the limit of {limit}; wait for Drained"
+                )
+                }))
+            }
+            Repr::Full(inner) => inner.detail.as_deref().map(Cow::Borrowed),
+        }
     }
 
     /// The underlying OS error, when there is one.
     pub fn io_error(&self) -> Option<&io::Error> {
-        self.inner.source.as_ref()
+        match &self.repr {
+            Repr::Full(inner) => inner.source.as_ref(),
+            _ => None,
+        }
     }
 
     /// Whether trying again later can succeed; see [`SocketErrorStatus::is_transient`].
     pub fn is_transient(&self) -> bool {
-        self.inner.status.is_transient()
+        self.status().is_transient()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} failed", self.inner.operation)?;
-        if let Some(addr) = self.inner.address {
+        write!(f, "{} failed", self.operation())?;
+        if let Some(addr) = self.address() {
             write!(f, " ({addr})")?;
         }
-        write!(f, ": {}", self.inner.status)?;
-        if let Some(detail) = &self.inner.detail {
+        write!(f, ": {}", self.status())?;
+        if let Some(detail) = self.detail() {
             write!(f, ": {detail}")?;
         }
-        if let Some(source) = &self.inner.source {
+        if let Some(source) = self.io_error() {
             write!(f, ": {source}")?;
         }
         Ok(())
@@ -337,27 +440,25 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
-            .field("status", &self.inner.status)
-            .field("operation", &self.inner.operation)
-            .field("address", &self.inner.address)
-            .field("detail", &self.inner.detail)
-            .field("source", &self.inner.source)
+            .field("status", &self.status())
+            .field("operation", &self.operation())
+            .field("address", &self.address())
+            .field("detail", &self.detail())
+            .field("source", &self.io_error())
             .finish()
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.inner
-            .source
-            .as_ref()
+        self.io_error()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
-        let kind = match &e.inner.source {
+        let kind = match e.io_error() {
             Some(s) => s.kind(),
             None => io::ErrorKind::Other,
         };
@@ -380,6 +481,30 @@ mod tests {
                 stringify!($errno)
             );
         )*};
+    }
+
+    #[test]
+    fn refusals_are_inline_and_keep_their_numbers() {
+        // Six words at most: a `Result<(), Error>` stays cheap to return.
+        assert!(std::mem::size_of::<Error>() <= 6 * std::mem::size_of::<usize>());
+        let full = Error::refused("write", 100, 50, 120);
+        assert_eq!(full.status(), SocketErrorStatus::NoBufferSpaceAvailable);
+        assert_eq!(
+            full.to_string(),
+            "write failed: NoBufferSpaceAvailable: 100 bytes queued, 50 more would exceed the limit of 120; wait for Drained"
+        );
+        let never = Error::refused("write frame", 0, 121, 120);
+        assert_eq!(never.status(), SocketErrorStatus::MessageTooLong);
+        // Boxed on demand, keeping what the inline form said.
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let boxed = never.with_address(addr);
+        assert_eq!(boxed.status(), SocketErrorStatus::MessageTooLong);
+        assert_eq!(boxed.address(), Some(addr));
+        assert!(boxed.detail().unwrap().contains("can never fit"), "{boxed}");
+        let plain = Error::new(SocketErrorStatus::InvalidState, "close").with_detail("closing");
+        assert_eq!(plain.detail().as_deref(), Some("closing"));
+        let owned = plain.with_detail(format!("{} bytes", 3));
+        assert_eq!(owned.detail().as_deref(), Some("3 bytes"));
     }
 
     #[test]

@@ -108,20 +108,15 @@ impl StreamSocket {
         // A frame the codec refuses reports its own error from `encode` below.
         let announced = codec.encoded_len(payload.len());
         let size = announced.unwrap_or(payload.len());
-        if size > limit {
-            return Err(
-                Error::new(SocketErrorStatus::MessageTooLong, "write frame").with_detail(format!(
-                    "a {size}-byte frame can never fit the write queue (limit {limit})"
-                )),
-            );
-        }
-        if st.out.len().saturating_add(size) > limit {
-            st.over_high = true;
-            return Err(Error::new(SocketErrorStatus::NoBufferSpaceAvailable, "write frame")
-                .with_detail(format!(
-                    "{} bytes queued, a {size}-byte frame would exceed the limit of {limit}; wait for Drained",
-                    st.out.len()
-                )));
+        let queued = st.out.len();
+        if queued.saturating_add(size) > limit {
+            return Err(crate::net::stream::over_limit(
+                st,
+                "write frame",
+                queued,
+                size,
+                limit,
+            ));
         }
         // What the encoder really writes is checked, not trusted: no more than it
         // announced, and never past the limit.
@@ -158,13 +153,7 @@ fn encoder_overran(written: usize, announced: Option<usize>, queued: usize, limi
             .with_detail(format!(
                 "the codec broke its contract: it announced {n} bytes and wrote {written}"
             )),
-        _ if written > limit => Error::new(SocketErrorStatus::MessageTooLong, "write frame")
-            .with_detail(format!(
-                "a {written}-byte frame can never fit the write queue (limit {limit})"
-            )),
-        _ => Error::new(SocketErrorStatus::NoBufferSpaceAvailable, "write frame").with_detail(
-            format!("{queued} bytes queued, the {written}-byte frame would exceed the limit of {limit}; wait for Drained"),
-        ),
+        _ => Error::refused("write frame", queued, written, limit),
     }
 }
 

@@ -121,7 +121,7 @@ const WELL_KNOWN: &[(&str, u16)] = &[
 /// assert_eq!(resolve_service("submission")?, 587);
 /// let err = resolve_service("no-such-service").unwrap_err();
 /// assert_eq!(err.status(), SocketErrorStatus::InvalidArgument);
-/// assert_eq!(err.detail(), Some("unknown service name 'no-such-service'"));
+/// assert_eq!(err.detail().as_deref(), Some("unknown service name 'no-such-service'"));
 /// # Ok::<(), sockloop::Error>(())
 /// ```
 pub fn resolve_service(service: &str) -> Result<u16> {
@@ -160,7 +160,7 @@ pub fn resolve_service(service: &str) -> Result<u16> {
         .ok_or_else(|| invalid(format!("unknown service name '{service}'")))
 }
 
-fn invalid(detail: impl Into<String>) -> Error {
+fn invalid(detail: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::new(SocketErrorStatus::InvalidArgument, OPERATION).with_detail(detail)
 }
 

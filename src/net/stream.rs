@@ -431,7 +431,6 @@ impl StreamSocket {
     ///
     /// `InvalidHandle` if already closed.
     pub fn close<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
-        let linger = reactor.config.linger;
         let st = reactor.stream_mut(self.0, "close")?;
         match st.phase {
             Phase::Closing => return Ok(()),
@@ -442,11 +441,9 @@ impl StreamSocket {
             }
             _ => {}
         }
+        // The linger timer is armed by the flush, only if the queue does not drain at
+        // once: closing an idle socket touches neither the heap nor the timers.
         st.phase = Phase::Closing;
-        let timer = reactor.set_internal_timer(linger, TimerAction::Linger(self.0));
-        if let Some(Source::Stream(st)) = reactor.sources.get_mut(self.0) {
-            st.cold().timer = Some(timer);
-        }
         reactor.mark_dirty(self.0);
         Ok(())
     }
@@ -573,15 +570,10 @@ pub(crate) fn over_limit<S: 'static>(
     size: usize,
     limit: usize,
 ) -> Error {
-    if size > limit {
-        return Error::new(SocketErrorStatus::MessageTooLong, operation).with_detail(format!(
-            "{size} bytes can never fit the write queue (limit {limit}): split the write"
-        ));
+    if size <= limit {
+        st.over_high = true;
     }
-    st.over_high = true;
-    Error::new(SocketErrorStatus::NoBufferSpaceAvailable, operation).with_detail(format!(
-        "{queued} bytes queued, {size} more would exceed the limit of {limit}; wait for Drained"
-    ))
+    Error::refused(operation, queued, size, limit)
 }
 
 /// Inside a handler, queues the socket for the flush that follows the handler (once)
@@ -775,6 +767,13 @@ impl<S: 'static> Reactor<S> {
             }
         }
         if !st.out.is_empty() {
+            if st.phase == Phase::Closing && st.cold.as_ref().map_or(true, |c| c.timer.is_none()) {
+                // What is queued gets the linger time to leave, counted from here.
+                let timer = self.set_internal_timer(self.config.linger, TimerAction::Linger(key));
+                if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+                    st.cold().timer = Some(timer);
+                }
+            }
             return;
         }
         if st.write != WriteSide::Shut

@@ -50,7 +50,7 @@ pub(super) enum Parsed {
 }
 
 /// An `InvalidArgument` parse error with a reason.
-pub(super) fn invalid(detail: impl Into<String>) -> Error {
+pub(super) fn invalid(detail: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::new(SocketErrorStatus::InvalidArgument, OPERATION).with_detail(detail)
 }
 

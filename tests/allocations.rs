@@ -1,0 +1,153 @@
+//! Events that are frequent under load must not touch the heap: a write refused by
+//! the write limit (backpressure is an ordinary event), and closing a socket whose
+//! queue is empty. Counted with a per-thread counting allocator, so tests running in
+//! parallel do not disturb each other's counts.
+
+mod util;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::Read;
+use std::time::Duration;
+
+use sockloop::{Reactor, SocketErrorStatus, StreamEvent, StreamSocket};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    // `try_with`: the slot may be gone while the thread is being torn down.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every method forwards to `System` with the arguments it was given, so the
+// `GlobalAlloc` contract is System's; the counter is a const-initialised thread-local
+// `Cell` (no allocation, no destructor), so counting cannot re-enter the allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by this thread while `f` runs.
+fn allocations_in<R>(f: impl FnOnce() -> R) -> (u64, R) {
+    let before = ALLOCATIONS.with(Cell::get);
+    let r = f();
+    (ALLOCATIONS.with(Cell::get) - before, r)
+}
+
+#[derive(Default)]
+struct Seen {
+    closed: u32,
+}
+
+fn counting_handler(
+) -> impl FnMut(&mut Reactor<Seen>, &mut Seen, StreamSocket, StreamEvent<'_>) + 'static {
+    |_, seen, _, event| {
+        if let StreamEvent::Closed(result) = event {
+            assert!(result.is_ok(), "{result:?}");
+            seen.closed += 1;
+        }
+    }
+}
+
+#[test]
+fn a_refused_write_does_not_allocate() {
+    const LIMIT: usize = 64 * 1024;
+    let mut reactor = Reactor::<Seen>::builder()
+        .watermarks(1024, 32 * 1024, LIMIT)
+        .build()
+        .unwrap();
+    let (ours, _peer) = util::loopback_pair();
+    let socket = StreamSocket::from_std(&mut reactor, ours, counting_handler()).unwrap();
+    let chunk = vec![7u8; 16 * 1024];
+    // The peer reads nothing: fill the kernel's buffers, then the queue up to its limit.
+    let mut written = 0usize;
+    let full = loop {
+        match socket.write(&mut reactor, &chunk) {
+            Ok(()) => written += chunk.len(),
+            Err(e) => break e,
+        }
+        assert!(written < 256 << 20, "the write limit never refused a write");
+    };
+    assert_eq!(
+        full.status(),
+        SocketErrorStatus::NoBufferSpaceAvailable,
+        "{full}"
+    );
+
+    let (n, refused) = allocations_in(|| socket.write(&mut reactor, &chunk));
+    let refused = refused.unwrap_err();
+    assert_eq!(refused.status(), SocketErrorStatus::NoBufferSpaceAvailable);
+    assert_eq!(n, 0, "a refused write allocated {n} times");
+    // The error still says what happened, in numbers.
+    assert!(
+        refused.to_string().contains("wait for Drained"),
+        "{refused}"
+    );
+
+    let never = vec![0u8; LIMIT + 1];
+    let (n, too_long) = allocations_in(|| socket.write(&mut reactor, &never));
+    let too_long = too_long.unwrap_err();
+    assert_eq!(too_long.status(), SocketErrorStatus::MessageTooLong);
+    assert_eq!(n, 0, "a write over the limit allocated {n} times");
+    assert!(
+        too_long.to_string().contains("split the write"),
+        "{too_long}"
+    );
+}
+
+#[test]
+fn closing_an_idle_socket_does_not_allocate() {
+    let mut reactor = Reactor::<Seen>::new().unwrap();
+    let mut seen = Seen::default();
+    // One close first, so the registry's pages and the timer heap exist.
+    let mut peers = Vec::new();
+    for round in 0..2 {
+        let (ours, mut peer) = util::loopback_pair();
+        let socket = StreamSocket::from_std(&mut reactor, ours, counting_handler()).unwrap();
+        util::run_for(&mut reactor, &mut seen, Duration::from_millis(5));
+        let (n, closing) = allocations_in(|| {
+            let r = socket.close(&mut reactor);
+            let closed = seen.closed;
+            while seen.closed == closed {
+                reactor
+                    .turn(&mut seen, Some(Duration::from_millis(100)))
+                    .expect("turn");
+            }
+            r
+        });
+        closing.unwrap();
+        // The peer sees the FIN: the close was graceful.
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).expect("peer read");
+        assert!(rest.is_empty());
+        if round == 1 {
+            assert_eq!(n, 0, "closing an idle socket allocated {n} times");
+        }
+        peers.push(peer);
+    }
+    assert_eq!(seen.closed, 2);
+}
