@@ -151,3 +151,19 @@ fn closing_an_idle_socket_does_not_allocate() {
     }
     assert_eq!(seen.closed, 2);
 }
+
+#[test]
+fn pushing_a_timer_back_does_not_allocate() {
+    // The idle-timeout pattern: a timer reset to a later deadline on every message.
+    let mut reactor = Reactor::<Seen>::new().unwrap();
+    let id = reactor.set_timer(Duration::from_secs(60), |_, _, _| {});
+    let (n, ()) = allocations_in(|| {
+        for i in 0..10_000u64 {
+            reactor
+                .reset_timer(id, Duration::from_secs(60) + Duration::from_micros(i))
+                .unwrap();
+        }
+    });
+    assert_eq!(n, 0, "10,000 resets allocated {n} times");
+    reactor.cancel_timer(id).unwrap();
+}

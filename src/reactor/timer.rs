@@ -1,11 +1,14 @@
 //! Timers: a binary heap of deadlines with lazy deletion.
 //!
 //! Setting, resetting and cancelling are O(log n) or O(1); nothing scans all timers.
-//! A reset pushes a new heap entry and makes the old one stale (its sequence number
-//! no longer matches the timer's); stale entries are skipped when they reach the top
-//! and the heap is rebuilt when they outnumber the live ones, so memory stays
-//! proportional to the number of live timers. Equal deadlines fire in the order they
-//! were set (the sequence number breaks ties).
+//! Each timer has at most one live heap entry, the one its `queued` names. A reset to
+//! a later deadline (an idle timeout pushed back on every message) only records the
+//! new deadline: O(1), nothing pushed; the entry is moved when it reaches the top of
+//! the heap, once per period rather than once per reset. A reset to an earlier
+//! deadline pushes a new entry and makes the old one stale. Stale entries are skipped
+//! when they reach the top and the heap is rebuilt when they outnumber the live ones,
+//! so memory stays proportional to the number of live timers. Equal deadlines fire in
+//! the order they were set or last reset (the sequence number breaks ties).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -16,7 +19,10 @@ use super::registry::{Key, Registry};
 struct Entry<A> {
     /// `None` while the timer's action is running (it fired and was not re-armed yet).
     deadline: Option<Instant>,
+    /// When the deadline was set or last reset: orders equal deadlines.
     seq: u64,
+    /// The timer's live heap entry (deadline, seq): at or before `deadline`.
+    queued: Option<(Instant, u64)>,
     action: Option<A>,
 }
 
@@ -44,6 +50,7 @@ impl<A> Timers<A> {
         let key = self.entries.insert(Entry {
             deadline: Some(deadline),
             seq,
+            queued: Some((deadline, seq)),
             action: Some(action),
         });
         self.push(deadline, seq, key);
@@ -58,7 +65,14 @@ impl<A> Timers<A> {
         };
         entry.deadline = Some(deadline);
         entry.seq = seq;
-        self.push(deadline, seq, key);
+        match entry.queued {
+            // Later than its heap entry: moved when that entry reaches the top.
+            Some((queued, _)) if queued <= deadline => {}
+            _ => {
+                entry.queued = Some((deadline, seq));
+                self.push(deadline, seq, key);
+            }
+        }
         true
     }
 
@@ -79,31 +93,47 @@ impl<A> Timers<A> {
 
     /// The earliest live deadline.
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
-        while let Some(&Reverse((deadline, seq, index, gen))) = self.heap.peek() {
-            if self.is_live(seq, Key { index, gen }) {
-                return Some(deadline);
+        self.settle_top().map(|(deadline, _)| deadline)
+    }
+
+    /// Drops stale entries from the top of the heap and moves a timer reset to a
+    /// later deadline to its place, until the top is a timer's true deadline.
+    fn settle_top(&mut self) -> Option<(Instant, Key)> {
+        loop {
+            let &Reverse((deadline, seq, index, gen)) = self.heap.peek()?;
+            let key = Key { index, gen };
+            let Some(entry) = self.entries.get_mut(key) else {
+                self.heap.pop();
+                continue;
+            };
+            if entry.queued != Some((deadline, seq)) {
+                self.heap.pop();
+                continue;
             }
-            self.heap.pop();
+            match entry.deadline {
+                Some(due) if (due, entry.seq) != (deadline, seq) => {
+                    let later = (due, entry.seq);
+                    entry.queued = Some(later);
+                    self.heap.pop();
+                    self.heap.push(Reverse((later.0, later.1, index, gen)));
+                }
+                _ => return Some((deadline, key)),
+            }
         }
-        None
     }
 
     /// Takes out the next timer due at `now`. The entry stays (so the action may
     /// reset or cancel it); hand the action back with [`Timers::finish`].
     pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<(Key, A)> {
         loop {
-            let &Reverse((deadline, seq, index, gen)) = self.heap.peek()?;
-            let key = Key { index, gen };
-            if !self.is_live(seq, key) {
-                self.heap.pop();
-                continue;
-            }
+            let (deadline, key) = self.settle_top()?;
             if deadline > now {
                 return None;
             }
             self.heap.pop();
             let entry = self.entries.get_mut(key)?;
             entry.deadline = None;
+            entry.queued = None;
             match entry.action.take() {
                 Some(action) => return Some((key, action)),
                 None => continue,
@@ -123,10 +153,6 @@ impl<A> Timers<A> {
         }
     }
 
-    fn is_live(&self, seq: u64, key: Key) -> bool {
-        matches!(self.entries.get(key), Some(e) if e.seq == seq && e.deadline.is_some())
-    }
-
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
@@ -144,9 +170,9 @@ impl<A> Timers<A> {
         }
         let entries = &self.entries;
         let mut items = std::mem::take(&mut self.heap).into_vec();
-        items.retain(|Reverse((_, seq, index, gen))| {
-            matches!(entries.get(Key { index: *index, gen: *gen }),
-                Some(e) if e.seq == *seq && e.deadline.is_some())
+        items.retain(|&Reverse((deadline, seq, index, gen))| {
+            matches!(entries.get(Key { index, gen }),
+                Some(e) if e.queued == Some((deadline, seq)))
         });
         self.heap = BinaryHeap::from(items);
     }
@@ -225,8 +251,37 @@ mod tests {
                 t.reset(*k, now + Duration::from_secs(100 + round));
             }
         }
-        assert!(t.heap_len() <= 2 * keys.len() + 64, "heap {}", t.heap_len());
+        // Every reset was to a later deadline: nothing was pushed.
+        assert_eq!(t.heap_len(), keys.len());
         assert_eq!(t.len(), 100_000);
         assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(109)));
+        // Resets to earlier deadlines push, and the heap stays bounded.
+        for round in 0..10u64 {
+            for k in &keys {
+                t.reset(*k, now + Duration::from_secs(99 - round));
+            }
+        }
+        assert!(t.heap_len() <= 2 * keys.len() + 64, "heap {}", t.heap_len());
+        assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn a_timer_reset_later_fires_at_its_new_deadline_in_reset_order() {
+        let mut t = Timers::new();
+        let now = Instant::now();
+        let ms = |n| now + Duration::from_millis(n);
+        let a = t.insert(ms(10), 1);
+        let b = t.insert(ms(30), 2);
+        assert!(t.reset(a, ms(30))); // after b was set: fires after b
+        let c = t.insert(ms(20), 3);
+        assert!(t.reset(c, ms(25)));
+        assert!(t.reset(c, ms(15))); // earlier again: pushes
+        assert_eq!(t.next_deadline(), Some(ms(15)));
+        assert_eq!(fire_all(&mut t, ms(12)), Vec::<u32>::new());
+        assert_eq!(fire_all(&mut t, ms(29)), vec![3]);
+        assert_eq!(t.next_deadline(), Some(ms(30)));
+        assert_eq!(fire_all(&mut t, ms(30)), vec![2, 1]);
+        assert!(!t.contains(a) && !t.contains(b) && !t.contains(c));
+        assert_eq!(t.heap_len(), 0);
     }
 }
