@@ -101,6 +101,20 @@ pub(crate) fn borrow_fd(owner: &impl AsRawFd) -> BorrowedFd<'_> {
     unsafe { BorrowedFd::borrow_raw(owner.as_raw_fd()) }
 }
 
+/// Reads at most `max` bytes from `fd` onto the end of `buf`, straight into its spare
+/// capacity: bytes a socket keeps are not first read elsewhere and then copied.
+pub(crate) fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let spare = &mut buf.spare_capacity_mut()[..max];
+    // SAFETY: `spare` is valid for writes of `max` bytes (reserved above) and outlives
+    // the call; `read` writes at most `max` bytes there and does not keep the pointer.
+    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), max) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: the kernel initialised the first `n` (≤ `max`) bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

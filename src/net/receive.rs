@@ -14,9 +14,11 @@
 //!   offered first (`reoffer`).
 
 use std::io::{self, Read};
+use std::os::fd::AsFd;
 
 use crate::error::{Error, SocketErrorStatus};
 use crate::io::inbound::Input;
+use crate::io::sys;
 use crate::net::stream::{Phase, ReadSide, StreamEvent, WriteSide};
 use crate::reactor::{Deferred, Key, Reactor, Source};
 
@@ -65,12 +67,27 @@ impl<S: 'static> Reactor<S> {
                 return;
             }
             let to_eof = st.read == ReadSide::Fin;
-            let Some(io) = st.io.as_mut() else { return };
+            // Bytes that will be kept anyway (behind kept ones, or for a handler
+            // that cannot take them now) are read straight into the socket's buffer;
+            // the rest into the shared one, and only what is left unconsumed is
+            // copied.
+            let direct = st.phase == Phase::Open && (!st.accepts_input() || st.inbuf_len() > 0);
             let want = room.min(self.scratch.len());
-            match io.read(&mut self.scratch[..want]) {
+            let Some(io) = st.io.as_mut() else { return };
+            let read = if direct {
+                let cold = st.cold.get_or_insert_with(Box::default);
+                sys::read_append(io.as_fd(), &mut cold.inbuf, want)
+            } else {
+                io.read(&mut self.scratch[..want])
+            };
+            match read {
                 Ok(0) => return self.read_eof(state, key),
                 Ok(n) => {
-                    self.received(state, key, n);
+                    if direct {
+                        self.kept_more(state, key);
+                    } else {
+                        self.received(state, key, n);
+                    }
                     budget = budget.saturating_sub(n);
                     if n < want && !to_eof {
                         return;
@@ -111,22 +128,26 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
-    /// `n` new bytes are at the start of the scratch buffer.
+    /// New bytes were read onto the end of the socket's kept input.
+    fn kept_more(&mut self, state: &mut S, key: Key) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        if st.accepts_input() {
+            self.deliver_inbuf(state, key);
+        } else {
+            st.reoffer = true;
+        }
+    }
+
+    /// `n` new bytes are at the start of the scratch buffer, and the socket keeps
+    /// nothing that comes before them.
     fn received(&mut self, state: &mut S, key: Key, n: usize) {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
         if st.phase != Phase::Open {
             return; // closing: the owner is no longer interested
-        }
-        if !st.accepts_input() || st.inbuf_len() > 0 {
-            st.cold().inbuf.extend_from_slice(&self.scratch[..n]);
-            if st.accepts_input() {
-                self.deliver_inbuf(state, key);
-            } else {
-                st.reoffer = true;
-            }
-            return;
         }
         let scratch = std::mem::take(&mut self.scratch);
         let consumed = self.deliver(state, key, &scratch[..n]);
