@@ -10,17 +10,15 @@
 //! [`SocketErrorStatus`], [`HostName`], batched sends), rebuilt for Linux.
 //!
 //! ```
-//! use sockloop::{HostName, ListenerEvent, Reactor, StreamEvent, StreamSocket,
-//!     StreamSocketControl, StreamSocketListener};
+//! use sockloop::{ListenerEvent, Reactor, StreamEvent, StreamSocket, StreamSocketListener};
 //!
 //! #[derive(Default)]
 //! struct State { listener: Option<StreamSocketListener>, reply: Vec<u8> }
 //!
 //! let mut reactor = Reactor::<State>::new()?;
-//! let localhost = HostName::new("127.0.0.1")?;
 //!
 //! // A server that echoes what it receives.
-//! let listener = StreamSocketListener::bind_endpoint(&mut reactor, &localhost, "0",
+//! let listener = StreamSocketListener::bind(&mut reactor, "127.0.0.1", 0,
 //!     |reactor, _, _, event| {
 //!         if let ListenerEvent::ConnectionReceived(conn) = event {
 //!             conn.socket.set_handler(reactor, |reactor, _, socket, event| match event {
@@ -33,10 +31,10 @@
 //!             }).unwrap();
 //!         }
 //!     })?;
-//! let port = listener.local_address(&mut reactor)?.port().to_string();
+//! let port = listener.local_address(&reactor)?.port();
 //!
 //! // A client that sends "ping", waits for the echo and closes.
-//! StreamSocket::connect(&mut reactor, &localhost, &port, &StreamSocketControl::new(),
+//! StreamSocket::connect(&mut reactor, "127.0.0.1", port,
 //!     |reactor, state: &mut State, socket, event| match event {
 //!         StreamEvent::Connected => socket.write(reactor, b"ping").unwrap(),
 //!         StreamEvent::Received(mut input) => {
@@ -67,8 +65,8 @@
 //! - [`StreamSocket`] and [`StreamEvent`]: connections; writes made in one handler call
 //!   leave in one `send`/`writev`; watermarks give backpressure ([`StreamEvent::Drained`]).
 //! - [`StreamSocketListener`] and [`ListenerEvent`]: accepting.
-//! - [`framing`]: [`DataReader`](framing::DataReader) / [`DataWriter`](framing::DataWriter)
-//!   and codecs ([`LengthPrefixed`](framing::LengthPrefixed), [`Lines`](framing::Lines))
+//! - Framing: [`DataReader`] / [`DataWriter`] and codecs ([`LengthPrefixed`], [`Lines`],
+//!   your own with [`Decoder`] and [`Encoder`])
 //!   that [`StreamSocket::set_framing`] turns into one [`StreamEvent::Message`] per frame.
 //! - [`Error`] and [`SocketErrorStatus`]: every failure says what, where and which status.
 //!
@@ -79,22 +77,33 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]
 
-pub mod error;
-pub mod framing;
+mod error;
+mod framing;
 mod io;
-pub mod net;
+mod net;
 mod reactor;
 
 pub use error::{Error, Result, SocketErrorStatus};
+pub use framing::{
+    ByteOrder, Codec, DataReader, DataWriter, DateTime, Decoded, Decoder, Encoder, Guid,
+    LengthField, LengthPrefixed, LineEnding, Lines, TimeSpan, UnicodeEncoding,
+};
 pub use io::inbound::Input;
 pub use net::control::{
     KeepAlive, QualityOfService, RoundTripTimeStatistics, StreamSocketControl,
     StreamSocketInformation, StreamSocketListenerControl,
 };
-pub use net::hostname::{HostName, HostNameType};
+pub use net::endpoint::{Destination, EndpointPair};
+pub use net::hostname::{HostName, HostNameType, IntoHostName};
 pub use net::listener::{ConnectionReceived, ListenerEvent, StreamSocketListener};
-pub use net::service::resolve_service;
+pub use net::service::{resolve_service, IntoService};
 pub use net::stream::{StreamEvent, StreamSocket};
 pub use reactor::{
     set_nonblocking, Builder, FdEvent, FdSource, Interest, Reactor, Remote, Stats, TimerId,
 };
+
+/// The fuzz targets' oracles (`fuzz/`) and the tests' decoding helpers. Not part of
+/// the API: behind the `fuzzing` feature, and it may change at any time.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use framing::fuzzing;
