@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use sockloop::framing::{Decoded, Decoder, Encoder, LengthPrefixed};
+use sockloop::{Decoded, Decoder, Encoder, LengthPrefixed};
 use tokio_util::codec::{Decoder as _, Encoder as _, LengthDelimitedCodec};
 
 const FRAMES: usize = 10_000;

@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use sockloop::{
-    HostName, ListenerEvent, Reactor, SocketErrorStatus, StreamEvent, StreamSocket,
-    StreamSocketListener,
+    ListenerEvent, Reactor, SocketErrorStatus, StreamEvent, StreamSocket, StreamSocketListener,
 };
 
 /// The longest line a client may send; longer ones are cut.
@@ -46,12 +45,8 @@ fn main() -> Result<(), sockloop::Error> {
     env_logger::init();
     let port = std::env::args().nth(1).unwrap_or_else(|| "7070".into());
     let mut reactor = Reactor::<Chat>::new()?;
-    let host = HostName::new("127.0.0.1")?;
-    let listener = StreamSocketListener::bind_endpoint(&mut reactor, &host, &port, on_listener)?;
-    println!(
-        "chat: listening on {}",
-        listener.local_address(&mut reactor)?
-    );
+    let listener = StreamSocketListener::bind(&mut reactor, "127.0.0.1", &port, on_listener)?;
+    println!("chat: listening on {}", listener.local_address(&reactor)?);
     reactor.run(&mut Chat::default())
 }
 

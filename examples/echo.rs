@@ -5,10 +5,7 @@
 //! cargo run --example echo
 //! ```
 
-use sockloop::{
-    HostName, ListenerEvent, Reactor, StreamEvent, StreamSocket, StreamSocketControl,
-    StreamSocketListener,
-};
+use sockloop::{ListenerEvent, Reactor, StreamEvent, StreamSocket, StreamSocketListener};
 
 /// What the handlers share: passed to `run`, not captured.
 #[derive(Default)]
@@ -22,12 +19,11 @@ fn main() -> Result<(), sockloop::Error> {
     let mut reactor = Reactor::<Demo>::new()?;
     let mut demo = Demo::default();
 
-    // The server: echo every byte back, line by line.
-    let localhost = HostName::new("127.0.0.1")?;
-    let listener = StreamSocketListener::bind_endpoint(
+    // The server: echo every byte back, line by line. Port 0: the system picks one.
+    let listener = StreamSocketListener::bind(
         &mut reactor,
-        &localhost,
-        "0",
+        "127.0.0.1",
+        0,
         |reactor, _demo, _listener, event| match event {
             ListenerEvent::ConnectionReceived(conn) => {
                 println!("server: connection from {}", conn.remote);
@@ -39,16 +35,15 @@ fn main() -> Result<(), sockloop::Error> {
             _ => {}
         },
     )?;
-    let port = listener.local_address(&mut reactor)?.port();
+    let port = listener.local_address(&reactor)?.port();
     demo.listener = Some(listener);
     println!("server: listening on 127.0.0.1:{port}");
 
     // The client: send a line, print the echo, close.
     StreamSocket::connect(
         &mut reactor,
-        &localhost,
-        &port.to_string(),
-        &StreamSocketControl::new(),
+        "127.0.0.1",
+        port,
         |reactor, demo: &mut Demo, socket, event| match event {
             StreamEvent::Connected => {
                 println!("client: connected, sending a line");

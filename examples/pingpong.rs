@@ -16,7 +16,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use sockloop::{HostName, ListenerEvent, Reactor, StreamEvent, StreamSocket, StreamSocketListener};
+use sockloop::{ListenerEvent, Reactor, StreamEvent, StreamSocket, StreamSocketListener};
 
 struct Counting;
 
@@ -88,10 +88,10 @@ fn main() -> Result<(), sockloop::Error> {
     let total = total.max(WARM_UP + 1);
 
     let mut reactor = Reactor::<Server>::new()?;
-    let listener = StreamSocketListener::bind_endpoint(
+    let listener = StreamSocketListener::bind(
         &mut reactor,
-        &HostName::new("127.0.0.1")?,
-        "0",
+        "127.0.0.1",
+        0,
         |reactor, _, listener, event| {
             if let ListenerEvent::ConnectionReceived(conn) = event {
                 let _ = listener.close(reactor);
@@ -99,7 +99,7 @@ fn main() -> Result<(), sockloop::Error> {
             }
         },
     )?;
-    let addr = listener.local_address(&mut reactor)?;
+    let addr = listener.local_address(&reactor)?;
 
     let client = std::thread::spawn(move || -> std::io::Result<f64> {
         let mut stream = TcpStream::connect(addr)?;

@@ -14,8 +14,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::process::ExitCode;
 
 use sockloop::{
-    FdEvent, FdSource, HostName, Interest, ListenerEvent, Reactor, StreamEvent, StreamSocket,
-    StreamSocketControl, StreamSocketListener,
+    FdEvent, FdSource, Interest, ListenerEvent, Reactor, StreamEvent, StreamSocket,
+    StreamSocketListener,
 };
 
 #[derive(Default)]
@@ -56,9 +56,7 @@ fn main() -> ExitCode {
 
 fn connect(host: &str, port: &str) -> Result<Cat, sockloop::Error> {
     let mut reactor = Reactor::<Cat>::new()?;
-    let host = HostName::new(host)?;
-    let control = StreamSocketControl::new();
-    let socket = StreamSocket::connect(&mut reactor, &host, port, &control, on_socket)?;
+    let socket = StreamSocket::connect(&mut reactor, host, port, on_socket)?;
     let mut cat = Cat {
         socket: Some(socket),
         ..Cat::default()
@@ -69,10 +67,9 @@ fn connect(host: &str, port: &str) -> Result<Cat, sockloop::Error> {
 
 fn listen(host: &str, port: &str) -> Result<Cat, sockloop::Error> {
     let mut reactor = Reactor::<Cat>::new()?;
-    let host = HostName::new(host)?;
-    let listener = StreamSocketListener::bind_endpoint(
+    let listener = StreamSocketListener::bind(
         &mut reactor,
-        &host,
+        host,
         port,
         |reactor, cat: &mut Cat, listener, event| {
             if let ListenerEvent::ConnectionReceived(conn) = event {
@@ -87,7 +84,7 @@ fn listen(host: &str, port: &str) -> Result<Cat, sockloop::Error> {
     )?;
     eprintln!(
         "sockcat: listening on {}",
-        listener.local_address(&mut reactor)?
+        listener.local_address(&reactor)?
     );
     let mut cat = Cat::default();
     reactor.run(&mut cat)?;

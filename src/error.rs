@@ -420,6 +420,14 @@ impl Error {
     }
 }
 
+/// The error of an operation on a handle whose object is gone: `kind` names the type
+/// of handle (`"StreamSocket"`), so the message says which one was stale.
+pub(crate) fn stale_handle(kind: &'static str, operation: &'static str) -> Error {
+    Error::new(SocketErrorStatus::InvalidHandle, operation).with_detail(format!(
+        "stale {kind} handle in {operation}: it is closed, or its slot was reused"
+    ))
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} failed", self.operation())?;

@@ -1,9 +1,7 @@
 //! DataReader and DataWriter: every call, both byte orders, every string encoding.
 
-use sockloop::framing::{
-    ByteOrder, DataReader, DataWriter, DateTime, Guid, TimeSpan, UnicodeEncoding,
-};
 use sockloop::SocketErrorStatus;
+use sockloop::{ByteOrder, DataReader, DataWriter, DateTime, Guid, TimeSpan, UnicodeEncoding};
 
 use ByteOrder::{BigEndian as Be, LittleEndian as Le};
 
@@ -282,11 +280,11 @@ fn data_reader_fuzz_glue() {
         &[1, 19, 2, 0, 0, 0, 0xc3, 0xa9, 19, 255, 255, 255, 255],
     ];
     for input in inputs {
-        sockloop::framing::fuzzing::data_reader_target(input);
+        sockloop::fuzzing::data_reader_target(input);
     }
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/data_reader");
     for entry in std::fs::read_dir(dir).unwrap() {
         let input = std::fs::read(entry.unwrap().path()).unwrap();
-        sockloop::framing::fuzzing::data_reader_target(&input);
+        sockloop::fuzzing::data_reader_target(&input);
     }
 }

@@ -1,8 +1,8 @@
 //! LengthPrefixed: tables in every configuration, partial input, hostile input.
 
-use sockloop::framing::fuzzing::{decode_chunks, split};
-use sockloop::framing::{ByteOrder, Decoded, Decoder, Encoder, LengthField, LengthPrefixed};
+use sockloop::fuzzing::{decode_chunks, split};
 use sockloop::SocketErrorStatus;
+use sockloop::{ByteOrder, Decoded, Decoder, Encoder, LengthField, LengthPrefixed};
 
 use ByteOrder::{BigEndian as Be, LittleEndian as Le};
 use LengthField::{U16, U32, U64, U8};
@@ -59,7 +59,7 @@ fn defaults_match_write_uint32_then_payload() {
     assert_eq!(c.byte_order(), Be);
     assert!(!c.length_includes_header());
     assert_eq!(c.max_frame_length(), 8 * 1024 * 1024);
-    let mut w = sockloop::framing::DataWriter::new();
+    let mut w = sockloop::DataWriter::new();
     w.write_u32(w.measure_string("hello") as u32);
     w.write_string("hello");
     let mut c = c;
@@ -292,13 +292,13 @@ fn encode_refuses_what_cannot_be_carried() {
 fn fuzz_glue_on_the_seed_corpus() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/length_prefixed");
     for input in corpus(dir) {
-        sockloop::framing::fuzzing::length_prefixed_target(&input);
+        sockloop::fuzzing::length_prefixed_target(&input);
     }
     for c in 0..=255u8 {
         let (_, wire) = whole_stream(U16, Le, true);
         let mut input = vec![c, c.wrapping_mul(7)];
         input.extend_from_slice(&wire);
-        sockloop::framing::fuzzing::length_prefixed_target(&input);
+        sockloop::fuzzing::length_prefixed_target(&input);
     }
 }
 
@@ -314,7 +314,7 @@ fn corpus(dir: &str) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_boxed_codec_forwards_every_method() {
-    let mut boxed: Box<dyn sockloop::framing::Codec> = Box::new(LengthPrefixed::new());
+    let mut boxed: Box<dyn sockloop::Codec> = Box::new(LengthPrefixed::new());
     assert_eq!(boxed.encoded_len(3), Some(7));
     assert_eq!(
         boxed.decode(&[0, 0, 0, 3, b'a']).unwrap(),
@@ -327,7 +327,7 @@ fn a_boxed_codec_forwards_every_method() {
         "{err}"
     );
     // After an error the stream is closed; a new connection gets a new codec.
-    let mut boxed: Box<dyn sockloop::framing::Codec> = Box::new(LengthPrefixed::new());
+    let mut boxed: Box<dyn sockloop::Codec> = Box::new(LengthPrefixed::new());
     let out = decode_chunks(&mut boxed, [&[0u8, 0, 0, 1, b'z'][..]]);
     assert_eq!(out.frames, [b"z"]);
 }

@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
-use sockloop::framing::fuzzing::{decode_chunks, split, Outcome};
-use sockloop::framing::{Decoded, Decoder, Encoder, LineEnding, Lines};
+use sockloop::fuzzing::{decode_chunks, split, Outcome};
 use sockloop::SocketErrorStatus::{self, InvalidArgument, MessageTooLong, ProtocolError};
+use sockloop::{Decoded, Decoder, Encoder, LineEnding, Lines};
 
 use LineEnding::{CrLf, Lf, LfOrCrLf};
 
@@ -279,14 +279,14 @@ fn fuzz_glue_on_the_seed_corpus() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/lines");
     if let Ok(entries) = std::fs::read_dir(dir) {
         for path in entries.filter_map(|e| Some(e.ok()?.path())) {
-            sockloop::framing::fuzzing::lines_target(&std::fs::read(path).unwrap());
+            sockloop::fuzzing::lines_target(&std::fs::read(path).unwrap());
         }
     }
     for &(_, _, _, input, _, _) in TABLE {
         for c in 0..=255u8 {
             let mut data = vec![c, c ^ 0x5a];
             data.extend_from_slice(input);
-            sockloop::framing::fuzzing::lines_target(&data);
+            sockloop::fuzzing::lines_target(&data);
         }
     }
 }

@@ -2,8 +2,8 @@
 //! arbitrary chunking, and writer → reader round trips of arbitrary value sequences.
 
 use proptest::prelude::*;
-use sockloop::framing::fuzzing::decode_chunks;
-use sockloop::framing::{
+use sockloop::fuzzing::decode_chunks;
+use sockloop::{
     ByteOrder, DataReader, DataWriter, DateTime, Encoder, Guid, LengthField, LengthPrefixed,
     LineEnding, Lines, TimeSpan, UnicodeEncoding,
 };

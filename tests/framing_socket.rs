@@ -6,11 +6,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use sockloop::framing::{LengthPrefixed, Lines};
 use sockloop::{
     Error, Reactor, SocketErrorStatus, StreamEvent, StreamSocket, StreamSocketControl,
     StreamSocketListenerControl,
 };
+use sockloop::{LengthPrefixed, Lines};
 use util::{run_until, serve, Prng};
 
 const FRAMES: usize = 10_000;
@@ -101,9 +101,9 @@ fn length_prefixed_echo_of_ten_thousand_frames_through_tiny_buffers() {
         let len = rng.range(0, 4096);
         echo.frames.push(rng.bytes(len));
     }
-    let client = StreamSocket::connect_addresses(
+    let client = StreamSocket::connect_to_with(
         &mut reactor,
-        &[addr],
+        addr,
         &tiny,
         |reactor, echo: &mut Echo, socket, event| match event {
             StreamEvent::Connected => {
@@ -149,14 +149,13 @@ fn length_prefixed_echo_of_ten_thousand_frames_through_tiny_buffers() {
 /// A std client against a framed sockloop server that records messages and the end.
 fn framed_server<C>(codec: C) -> (Reactor<Echo>, TcpStream)
 where
-    C: sockloop::framing::Decoder + sockloop::framing::Encoder + Clone + 'static,
+    C: sockloop::Decoder + sockloop::Encoder + Clone + 'static,
 {
     let mut reactor = Reactor::<Echo>::new().unwrap();
-    let host = sockloop::HostName::new("127.0.0.1").unwrap();
-    let listener = sockloop::StreamSocketListener::bind_endpoint(
+    let listener = sockloop::StreamSocketListener::bind(
         &mut reactor,
-        &host,
-        "0",
+        "127.0.0.1",
+        0,
         move |reactor, _, _, event| {
             if let sockloop::ListenerEvent::ConnectionReceived(conn) = event {
                 conn.socket.set_framing(reactor, codec.clone()).unwrap();
@@ -171,7 +170,7 @@ where
         },
     )
     .unwrap();
-    let addr = listener.local_address(&mut reactor).unwrap();
+    let addr = listener.local_address(&reactor).unwrap();
     let client = TcpStream::connect(addr).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -248,6 +247,6 @@ fn write_frame_needs_a_codec() {
         .unwrap();
     let err = socket.write_frame(&mut reactor, b"too long").unwrap_err();
     assert_eq!(err.status(), SocketErrorStatus::MessageTooLong, "{err}");
-    assert_eq!(socket.queued_len(&mut reactor).unwrap(), 0);
+    assert_eq!(socket.queued_len(&reactor).unwrap(), 0);
     socket.write_frame(&mut reactor, b"ok").unwrap();
 }

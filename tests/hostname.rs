@@ -106,8 +106,8 @@ fn ipv6_errors() {
         "fe80::1%nosuchif0" => InvalidArgument, "no network interface";
         "fe80::1%../../x" => InvalidArgument, "not a number nor an interface name";
         "[fe80::1%25lo]" => InvalidArgument, "'%25' zone separator is not decoded";
-        "[::1]:80" => InvalidArgument, "carries no port";
-        "example.com:80" => InvalidArgument, "carries no port";
+        "[::1]:80" => InvalidArgument, "put the port in the service argument";
+        "example.com:80" => InvalidArgument, "put the port in the service argument";
     }
 }
 

@@ -20,7 +20,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use sockloop::framing::{Decoded, Decoder, Encoder, Lines};
+use sockloop::{Decoded, Decoder, Encoder, Lines};
 use sockloop::{Error, Reactor, SocketErrorStatus, StreamEvent, StreamSocket};
 
 /// A codec of one-byte-length frames that keeps no state between calls (so the

@@ -128,8 +128,8 @@ fn ipv6_loopback_available() -> bool {
 #[test]
 fn accept_and_echo_with_addresses() {
     let mut r = Reactor::<Server>::new().unwrap();
-    let l = StreamSocketListener::bind_endpoint(&mut r, &localhost(), "0", on_listener).unwrap();
-    let addr = l.local_address(&mut r).unwrap();
+    let l = StreamSocketListener::bind(&mut r, "127.0.0.1", 0, on_listener).unwrap();
+    let addr = l.local_address(&r).unwrap();
     assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST);
     assert_ne!(addr.port(), 0);
 
@@ -153,7 +153,7 @@ fn accept_and_echo_with_addresses() {
 #[test]
 fn bytes_sent_before_the_handler_is_set_are_delivered() {
     let mut r = Reactor::<Server>::new().unwrap();
-    let l = StreamSocketListener::bind_endpoint(&mut r, &localhost(), "0", |r, s, _, ev| {
+    let l = StreamSocketListener::bind(&mut r, "127.0.0.1", 0, |r, s, _, ev| {
         if let ListenerEvent::ConnectionReceived(conn) = ev {
             s.conns.push(conn);
             // Claim the socket only 50 ms later.
@@ -164,7 +164,7 @@ fn bytes_sent_before_the_handler_is_set_are_delivered() {
         }
     })
     .unwrap();
-    let addr = l.local_address(&mut r).unwrap();
+    let addr = l.local_address(&r).unwrap();
     // Everything is sent, and the sending side closed, before the server even runs.
     let c = client(addr);
     send_and_finish(&c, b"early bytes");
@@ -182,8 +182,8 @@ fn bytes_sent_before_the_handler_is_set_are_delivered() {
 #[test]
 fn bind_service_name_accepts_ipv4_and_ipv6() {
     let mut r = Reactor::<Server>::new().unwrap();
-    let l = StreamSocketListener::bind_service_name(&mut r, "0", on_listener).unwrap();
-    let addr = l.local_address(&mut r).unwrap();
+    let l = StreamSocketListener::bind_any(&mut r, 0, on_listener).unwrap();
+    let addr = l.local_address(&r).unwrap();
     assert!(addr.ip().is_unspecified(), "{addr}");
     let port = addr.port();
 
@@ -230,14 +230,14 @@ fn bind_service_name_accepts_ipv4_and_ipv6() {
 fn only_ipv6_refuses_ipv4() {
     let mut r = Reactor::<Server>::new().unwrap();
     let control = StreamSocketListenerControl::new().only_ipv6(true);
-    let l = match StreamSocketListener::bind_with(&mut r, None, "0", &control, on_listener) {
+    let l = match StreamSocketListener::bind_any_with(&mut r, 0, &control, on_listener) {
         Ok(l) => l,
         Err(e) => {
             println!("skipping: no IPv6 wildcard listener on this machine ({e})");
             return;
         }
     };
-    let addr = l.local_address(&mut r).unwrap();
+    let addr = l.local_address(&r).unwrap();
     if !addr.is_ipv6() {
         println!("skipping: the listener fell back to IPv4 ({addr})");
         return;
@@ -262,21 +262,12 @@ fn reuse_port_lets_two_listeners_share_a_port() {
     let mut r = Reactor::<Server>::new().unwrap();
     let control = StreamSocketListenerControl::new().reuse_port(true);
     let host = localhost();
-    let a =
-        StreamSocketListener::bind_with(&mut r, Some(&host), "0", &control, on_listener).unwrap();
-    let port = a.local_address(&mut r).unwrap().port();
-    let b = StreamSocketListener::bind_with(
-        &mut r,
-        Some(&host),
-        &port.to_string(),
-        &control,
-        on_listener,
-    )
-    .unwrap();
-    assert_eq!(b.local_address(&mut r).unwrap().port(), port);
+    let a = StreamSocketListener::bind_with(&mut r, &host, 0, &control, on_listener).unwrap();
+    let port = a.local_address(&r).unwrap().port();
+    let b = StreamSocketListener::bind_with(&mut r, &host, port, &control, on_listener).unwrap();
+    assert_eq!(b.local_address(&r).unwrap().port(), port);
     // Without the option, the port is taken.
-    let e = StreamSocketListener::bind_endpoint(&mut r, &host, &port.to_string(), on_listener)
-        .unwrap_err();
+    let e = StreamSocketListener::bind(&mut r, &host, port, on_listener).unwrap_err();
     assert_eq!(e.status(), SocketErrorStatus::AddressAlreadyInUse);
 
     let clients: Vec<_> = (0..8)
@@ -301,9 +292,7 @@ fn binding_a_taken_port_fails_with_address_already_in_use() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let mut r = Reactor::<Server>::new().unwrap();
-    let e =
-        StreamSocketListener::bind_endpoint(&mut r, &localhost(), &port.to_string(), on_listener)
-            .unwrap_err();
+    let e = StreamSocketListener::bind(&mut r, localhost(), port, on_listener).unwrap_err();
     assert_eq!(e.status(), SocketErrorStatus::AddressAlreadyInUse, "{e}");
     assert_eq!(e.address(), Some(taken.local_addr().unwrap()));
     // Nothing half-registered is left: run returns at once.
@@ -316,7 +305,7 @@ fn binding_a_taken_port_fails_with_address_already_in_use() {
 fn unknown_service_is_an_invalid_argument() {
     let mut r = Reactor::<Server>::new().unwrap();
     for service in ["no-such-service-here", "", "70000", "-1", "http x"] {
-        let e = StreamSocketListener::bind_service_name(&mut r, service, on_listener).unwrap_err();
+        let e = StreamSocketListener::bind_any(&mut r, service, on_listener).unwrap_err();
         assert_eq!(
             e.status(),
             SocketErrorStatus::InvalidArgument,
@@ -330,8 +319,8 @@ fn unknown_service_is_an_invalid_argument() {
 fn bind_endpoint_localhost_by_name() {
     let mut r = Reactor::<Server>::new().unwrap();
     let host = HostName::new("localhost").unwrap();
-    let l = StreamSocketListener::bind_endpoint(&mut r, &host, "0", on_listener).unwrap();
-    let addr = l.local_address(&mut r).unwrap();
+    let l = StreamSocketListener::bind(&mut r, &host, "0", on_listener).unwrap();
+    let addr = l.local_address(&r).unwrap();
     assert!(addr.ip().is_loopback(), "{addr}");
     let c = client(addr);
     send_and_finish(&c, b"by name");
@@ -347,8 +336,8 @@ fn bind_endpoint_localhost_by_name() {
 #[test]
 fn close_delivers_closed_once_and_the_handle_goes_stale() {
     let mut r = Reactor::<Server>::new().unwrap();
-    let l = StreamSocketListener::bind_endpoint(&mut r, &localhost(), "0", on_listener).unwrap();
-    let addr = l.local_address(&mut r).unwrap();
+    let l = StreamSocketListener::bind(&mut r, "127.0.0.1", 0, on_listener).unwrap();
+    let addr = l.local_address(&r).unwrap();
     l.close(&mut r).unwrap();
     let mut s = Server::default();
     for _ in 0..3 {
@@ -357,7 +346,7 @@ fn close_delivers_closed_once_and_the_handle_goes_stale() {
     assert_eq!(s.listener_closed.len(), 1);
     assert!(s.listener_closed[0].is_ok());
     for e in [
-        l.local_address(&mut r).unwrap_err(),
+        l.local_address(&r).unwrap_err(),
         l.close(&mut r).unwrap_err(),
     ] {
         assert_eq!(e.status(), SocketErrorStatus::InvalidHandle);
@@ -373,7 +362,7 @@ fn close_delivers_closed_once_and_the_handle_goes_stale() {
 #[test]
 fn run_returns_after_a_close_made_outside_any_handler() {
     let mut r = Reactor::<Server>::new().unwrap();
-    let l = StreamSocketListener::bind_endpoint(&mut r, &localhost(), "0", on_listener).unwrap();
+    let l = StreamSocketListener::bind(&mut r, "127.0.0.1", 0, on_listener).unwrap();
     l.close(&mut r).unwrap();
     let mut s = Server::default();
     run_bounded(&mut r, &mut s, Duration::from_secs(3));
@@ -383,8 +372,8 @@ fn run_returns_after_a_close_made_outside_any_handler() {
 #[test]
 fn close_inside_connection_received_stops_accepting() {
     let mut r = Reactor::<Server>::new().unwrap();
-    let l = StreamSocketListener::bind_endpoint(&mut r, &localhost(), "0", on_listener).unwrap();
-    let addr = l.local_address(&mut r).unwrap();
+    let l = StreamSocketListener::bind(&mut r, "127.0.0.1", 0, on_listener).unwrap();
+    let addr = l.local_address(&r).unwrap();
     let clients: Vec<_> = (0..5).map(|_| client(addr)).collect();
     let mut s = Server {
         close_after: Some(1),
@@ -409,13 +398,13 @@ fn accept_budget_is_per_turn_and_the_listener_is_revisited() {
         .unwrap();
     let l = StreamSocketListener::bind_with(
         &mut r,
-        Some(&localhost()),
-        "0",
+        localhost(),
+        0,
         &StreamSocketListenerControl::new().backlog(128),
         on_listener,
     )
     .unwrap();
-    let addr = l.local_address(&mut r).unwrap();
+    let addr = l.local_address(&r).unwrap();
     // All connected (in the backlog) before the reactor looks: one kernel event.
     let clients: Vec<_> = (0..CLIENTS).map(|_| client(addr)).collect();
     for c in &clients {
@@ -472,7 +461,7 @@ fn emfile_child() {
 
     let stat = std::fs::File::open("/proc/self/stat").unwrap();
     let mut r = Reactor::<Child>::new().unwrap();
-    let listener = StreamSocketListener::bind_endpoint(&mut r, &localhost(), "0", |r, c, l, ev| {
+    let listener = StreamSocketListener::bind(&mut r, "127.0.0.1", 0, |r, c, l, ev| {
         if let ListenerEvent::ConnectionReceived(conn) = ev {
             l.close(r).unwrap();
             conn.socket
@@ -497,7 +486,7 @@ fn emfile_child() {
         }
     })
     .unwrap();
-    let port = listener.local_address(&mut r).unwrap().port();
+    let port = listener.local_address(&r).unwrap().port();
 
     // Use up every descriptor.
     let mut files = Vec::new();
@@ -608,7 +597,7 @@ fn listen_fds_child() {
     let mut r = Reactor::<Server>::new().unwrap();
     let listeners = StreamSocketListener::from_listen_fds(&mut r, on_listener).unwrap();
     assert_eq!(listeners.len(), 1);
-    let addr = listeners[0].local_address(&mut r).unwrap();
+    let addr = listeners[0].local_address(&r).unwrap();
     println!("ADOPTED {addr}");
     // The descriptors belong to the first caller only.
     let again = StreamSocketListener::from_listen_fds(&mut r, on_listener).unwrap();
@@ -680,7 +669,7 @@ fn from_std_adopts_a_blocking_listener() {
     let addr = std_listener.local_addr().unwrap();
     let mut r = Reactor::<Server>::new().unwrap();
     let l = StreamSocketListener::from_std(&mut r, std_listener, on_listener).unwrap();
-    assert_eq!(l.local_address(&mut r).unwrap(), addr);
+    assert_eq!(l.local_address(&r).unwrap(), addr);
     let c = client(addr);
     send_and_finish(&c, b"adopted");
     let mut s = Server {

@@ -15,7 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread;
 use std::time::Duration;
 
-use sockloop::framing::{Decoder, Encoder, LengthPrefixed, Lines};
+use sockloop::{Decoder, Encoder, LengthPrefixed, Lines};
 use sockloop::{Error, Reactor, SocketErrorStatus, StreamEvent, StreamSocket};
 use util::{loopback_pair, run_until, Prng};
 
@@ -416,7 +416,7 @@ fn defect2_caught_timer_panics_drop_the_timer() {
 struct Liar;
 
 impl Decoder for Liar {
-    fn decode(&mut self, src: &[u8]) -> Result<sockloop::framing::Decoded, Error> {
+    fn decode(&mut self, src: &[u8]) -> Result<sockloop::Decoded, Error> {
         Lines::new().decode(src)
     }
 }
@@ -443,11 +443,7 @@ fn defect4_write_frame_checks_what_the_encoder_wrote() {
     socket.set_framing(&mut reactor, Liar).unwrap();
     let err = socket.write_frame(&mut reactor, b"ab").unwrap_err();
     assert_eq!(err.status(), SocketErrorStatus::ProtocolError, "{err}");
-    assert_eq!(
-        socket.queued_len(&mut reactor).unwrap(),
-        0,
-        "nothing is queued"
-    );
+    assert_eq!(socket.queued_len(&reactor).unwrap(), 0, "nothing is queued");
     // The socket is still usable.
     socket.write(&mut reactor, b"ok").unwrap();
 }

@@ -29,10 +29,6 @@ fn host_v4() -> HostName {
     HostName::new("127.0.0.1").expect("host name")
 }
 
-fn port(addr: SocketAddr) -> String {
-    addr.port().to_string()
-}
-
 fn listen_control() -> StreamSocketListenerControl {
     StreamSocketListenerControl::new()
 }
@@ -62,10 +58,10 @@ fn echo_round_trip() {
     let message = Prng::new(1).bytes(300_000);
     let msg = message.clone();
     let control = StreamSocketControl::new();
-    StreamSocket::connect(
+    StreamSocket::connect_with(
         &mut r,
-        &host_v4(),
-        &port(addr),
+        "127.0.0.1",
+        addr.port(),
         &control,
         move |r, st, s, ev| {
             st.client.push(Ev::of(&ev));
@@ -169,15 +165,21 @@ fn bulk_64_mib_through_tiny_buffers_with_backpressure() {
         },
     );
     let control = StreamSocketControl::new().outbound_buffer_size(Some(4096));
-    StreamSocket::connect(&mut r, &host_v4(), &port(addr), &control, |r, st, s, ev| {
-        let e = Ev::of(&ev);
-        if st.writer.last() != Some(&e) || !matches!(e, Ev::Drained) {
-            st.writer.push(e);
-        }
-        if matches!(ev, StreamEvent::Connected | StreamEvent::Drained) {
-            pump(r, st, s);
-        }
-    })
+    StreamSocket::connect_with(
+        &mut r,
+        "127.0.0.1",
+        addr.port(),
+        &control,
+        |r, st, s, ev| {
+            let e = Ev::of(&ev);
+            if st.writer.last() != Some(&e) || !matches!(e, Ev::Drained) {
+                st.writer.push(e);
+            }
+            if matches!(ev, StreamEvent::Connected | StreamEvent::Drained) {
+                pump(r, st, s);
+            }
+        },
+    )
     .unwrap();
     let mut st = Bulk {
         pattern: Pattern::new(2, 64 * 1024),
@@ -234,15 +236,21 @@ fn ten_thousand_queued_writes_arrive_in_order() {
     });
     let mut r = Reactor::<St>::new().unwrap();
     let control = StreamSocketControl::new();
-    StreamSocket::connect(&mut r, &host_v4(), &port(addr), &control, |r, st, s, ev| {
-        st.events.push(Ev::of(&ev));
-        if let StreamEvent::Connected = ev {
-            for i in 0..N {
-                s.write(r, &record(i)).unwrap();
+    StreamSocket::connect_with(
+        &mut r,
+        "127.0.0.1",
+        addr.port(),
+        &control,
+        |r, st, s, ev| {
+            st.events.push(Ev::of(&ev));
+            if let StreamEvent::Connected = ev {
+                for i in 0..N {
+                    s.write(r, &record(i)).unwrap();
+                }
+                st.socket = Some(s);
             }
-            st.socket = Some(s);
-        }
-    })
+        },
+    )
     .unwrap();
     let mut st = St::default();
     run_until(&mut r, &mut st, LIMIT, |st| st.socket.is_some());
@@ -321,7 +329,7 @@ fn peer_reset_is_reported_once() {
         })
         .unwrap();
         if i == 1 {
-            while s.queued_len(&mut r).unwrap() == 0 {
+            while s.queued_len(&r).unwrap() == 0 {
                 s.write(&mut r, &[7; 64 * 1024]).unwrap();
             }
         }
@@ -352,9 +360,15 @@ fn connect_refused() {
     let mut r = Reactor::<Vec<Ev>>::new().unwrap();
     let addr = refused_addr();
     let control = StreamSocketControl::new();
-    StreamSocket::connect(&mut r, &host_v4(), &port(addr), &control, |_, st, _, ev| {
-        st.push(Ev::of(&ev));
-    })
+    StreamSocket::connect_with(
+        &mut r,
+        "127.0.0.1",
+        addr.port(),
+        &control,
+        |_, st, _, ev| {
+            st.push(Ev::of(&ev));
+        },
+    )
     .unwrap();
     let mut st = Vec::new();
     run_until(&mut r, &mut st, LIMIT, |st| closed(st));
@@ -368,7 +382,7 @@ fn connect_timeout() {
     let mut r = Reactor::<Vec<Ev>>::new().unwrap();
     let control = StreamSocketControl::new().connect_timeout(Duration::from_millis(200));
     let start = Instant::now();
-    StreamSocket::connect_addresses(&mut r, &[hanging.addr], &control, |_, st, _, ev| {
+    StreamSocket::connect_to_with(&mut r, [hanging.addr], &control, |_, st, _, ev| {
         st.push(Ev::of(&ev));
     })
     .unwrap();
@@ -394,10 +408,9 @@ fn close_while_connecting() {
             st[i].push(Ev::of(&ev));
         };
         let s = if i == 2 {
-            let host = HostName::new("localhost").unwrap();
-            StreamSocket::connect(&mut r, &host, &port(hanging.addr), &control, handler)
+            StreamSocket::connect_with(&mut r, "localhost", hanging.addr.port(), &control, handler)
         } else {
-            StreamSocket::connect_addresses(&mut r, &[hanging.addr], &control, handler)
+            StreamSocket::connect_to_with(&mut r, [hanging.addr], &control, handler)
         };
         sockets.push(s.unwrap());
     }
@@ -431,7 +444,7 @@ fn an_ended_connect_leaves_no_timer_behind() {
     let mut r = Reactor::<Vec<Ev>>::new().unwrap();
     let two = [hanging.addr, hanging.addr];
     let control = StreamSocketControl::new();
-    let s = StreamSocket::connect_addresses(&mut r, &two, &control, |_, st, _, ev| {
+    let s = StreamSocket::connect_to_with(&mut r, two, &control, |_, st, _, ev| {
         st.push(Ev::of(&ev));
     })
     .unwrap();
@@ -442,7 +455,7 @@ fn an_ended_connect_leaves_no_timer_behind() {
     assert_eq!(r.timeout(), None, "a timer of the aborted connect is armed");
 
     let control = control.connect_timeout(Duration::from_millis(100));
-    StreamSocket::connect_addresses(&mut r, &two, &control, |_, st, _, ev| {
+    StreamSocket::connect_to_with(&mut r, two, &control, |_, st, _, ev| {
         st.push(Ev::of(&ev));
     })
     .unwrap();
@@ -506,7 +519,7 @@ fn close_gives_up_after_the_linger_time() {
         st.push(Ev::of(&ev));
     })
     .unwrap();
-    while s.queued_len(&mut r).unwrap() == 0 {
+    while s.queued_len(&r).unwrap() == 0 {
         s.write(&mut r, &[1; 64 * 1024]).unwrap();
     }
     let start = Instant::now();
@@ -546,7 +559,7 @@ fn peer_sends_and_closes_before_connected_is_dispatched() {
     }
     let mut r = Reactor::<St>::new().unwrap();
     let control = StreamSocketControl::new();
-    StreamSocket::connect_addresses(&mut r, &[addr], &control, |r, st: &mut St, s, ev| {
+    StreamSocket::connect_to_with(&mut r, [addr], &control, |r, st: &mut St, s, ev| {
         st.events.push(Ev::of(&ev));
         match ev {
             StreamEvent::Received(mut input) => {
@@ -656,7 +669,7 @@ fn write_longer_than_the_limit_is_refused_for_good() {
     .unwrap();
     let err = s.write(&mut r, &[0; 16 * 1024 + 1]).unwrap_err();
     assert_eq!(err.status(), SocketErrorStatus::MessageTooLong, "{err}");
-    assert_eq!(s.queued_len(&mut r).unwrap(), 0);
+    assert_eq!(s.queued_len(&r).unwrap(), 0);
     s.write(&mut r, &[1; 2048]).unwrap();
     let mut got = vec![0; 2048];
     peer.read_exact(&mut got).unwrap();
@@ -749,7 +762,7 @@ fn stale_handle_is_an_error_and_a_reused_slot_is_unaffected() {
     assert_eq!(&buf, b"fresh");
     peer2.write_all(b"hi").unwrap();
     run_until(&mut r, &mut st, LIMIT, |st| st.contains(&Ev::Received(2)));
-    assert_eq!(new.information(&mut r).unwrap().queued_bytes, 0);
+    assert_eq!(new.information(&r).unwrap().queued_bytes, 0);
     new.abort(&mut r).unwrap();
     run_until(&mut r, &mut st, LIMIT, |st| closed(st));
     assert_eq!(st, [Ev::Received(2), Ev::Closed(Ok(()))]);
@@ -1087,10 +1100,10 @@ fn thousand_concurrent_connections_echo() {
     for i in 0..N {
         let want = message(i);
         let mut got = Vec::new();
-        StreamSocket::connect(
+        StreamSocket::connect_with(
             &mut r,
-            &host_v4(),
-            &port(addr),
+            "127.0.0.1",
+            addr.port(),
             &control,
             move |r, st, s, ev| match ev {
                 StreamEvent::Connected => s.write(r, &want).unwrap(),
@@ -1155,7 +1168,7 @@ fn happy_eyeballs_races_to_the_second_address() {
     let hanging = hanging_listener(V4);
     let control = StreamSocketControl::new();
     let start = Instant::now();
-    StreamSocket::connect_addresses(&mut r, &[hanging.addr, real], &control, handler).unwrap();
+    StreamSocket::connect_to_with(&mut r, [hanging.addr, real], &control, handler).unwrap();
     let mut st = St::default();
     run_until(&mut r, &mut st, LIMIT, |st| closed(&st.events));
     assert_eq!(st.events, [Ev::Connected, Ev::Closed(Ok(()))]);
@@ -1173,7 +1186,7 @@ fn happy_eyeballs_races_to_the_second_address() {
         .serialize_connection_attempts(true)
         .connect_timeout(Duration::from_millis(600));
     let start = Instant::now();
-    StreamSocket::connect_addresses(&mut r, &[hanging.addr, real], &control, handler).unwrap();
+    StreamSocket::connect_to_with(&mut r, [hanging.addr, real], &control, handler).unwrap();
     let mut st = St::default();
     run_until(&mut r, &mut st, LIMIT, |st| closed(&st.events));
     assert_eq!(
@@ -1185,14 +1198,12 @@ fn happy_eyeballs_races_to_the_second_address() {
     assert_eq!(r.stats().accepted, accepted, "the second address was tried");
 
     // By name: resolved on the helper thread ("localhost" only: no DNS server).
-    let host = HostName::new("localhost").unwrap();
-    let control = StreamSocketControl::new();
-    StreamSocket::connect(&mut r, &host, &port(real), &control, handler).unwrap();
+    StreamSocket::connect(&mut r, "localhost", real.port(), handler).unwrap();
     let mut st = St::default();
     run_until(&mut r, &mut st, LIMIT, |st| closed(&st.events));
     assert_eq!(st.events, [Ev::Connected, Ev::Closed(Ok(()))]);
     assert_eq!(st.remote, Some(real));
-    assert_eq!(st.host, Some(host));
+    assert_eq!(st.host, Some(HostName::new("localhost").unwrap()));
 }
 
 /// The caller's order of a mixed list is kept: its first address (IPv4 here) is tried
@@ -1211,7 +1222,7 @@ fn connect_addresses_starts_with_the_callers_first_family() {
     let mut r = Reactor::<Option<(Instant, Option<SocketAddr>)>>::new().unwrap();
     let control = StreamSocketControl::new();
     let start = Instant::now();
-    StreamSocket::connect_addresses(&mut r, &[hanging.addr, real], &control, |r, st, s, ev| {
+    StreamSocket::connect_to_with(&mut r, [hanging.addr, real], &control, |r, st, s, ev| {
         if let StreamEvent::Connected = ev {
             *st = Some((Instant::now(), s.information(r).unwrap().remote_address));
             s.abort(r).unwrap();
@@ -1251,18 +1262,24 @@ fn information_adoption_early_writes_and_shutdown_write() {
         }
     });
     let control = StreamSocketControl::new();
-    let s = StreamSocket::connect(&mut r, &host_v4(), &port(addr), &control, |_, st, _, ev| {
-        st.client.push(Ev::of(&ev));
-    })
+    let s = StreamSocket::connect_with(
+        &mut r,
+        "127.0.0.1",
+        addr.port(),
+        &control,
+        |_, st, _, ev| {
+            st.client.push(Ev::of(&ev));
+        },
+    )
     .unwrap();
     // Written before `Connected`: sent once connected.
     s.write(&mut r, b"early ").unwrap();
-    assert_eq!(s.queued_len(&mut r).unwrap(), 6);
+    assert_eq!(s.queued_len(&r).unwrap(), 6);
     let mut st = St::default();
     run_until(&mut r, &mut st, LIMIT, |st| st.server_got == b"early ");
     assert_eq!(st.client, [Ev::Connected]);
 
-    let info = s.information(&mut r).unwrap();
+    let info = s.information(&r).unwrap();
     let local = info.local_address.unwrap();
     assert_eq!(local.ip(), V4);
     assert_ne!(local.port(), 0);
@@ -1297,7 +1314,7 @@ fn information_adoption_early_writes_and_shutdown_write() {
         }
     })
     .unwrap();
-    assert_eq!(s.information(&mut r).unwrap().local_address, Some(local));
+    assert_eq!(s.information(&r).unwrap().local_address, Some(local));
     s.write(&mut r, b"adopted").unwrap();
     // Half-close: the server sees end of file, answers, closes; we get it all.
     s.shutdown_write(&mut r).unwrap();

@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    sockloop::framing::fuzzing::length_prefixed_target(data);
+    sockloop::fuzzing::length_prefixed_target(data);
 });

@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    sockloop::framing::fuzzing::lines_target(data);
+    sockloop::fuzzing::lines_target(data);
 });

@@ -42,7 +42,7 @@ pub enum UnicodeEncoding {
 /// # Examples
 ///
 /// ```
-/// use sockloop::framing::{ByteOrder, DataReader};
+/// use sockloop::{ByteOrder, DataReader};
 ///
 /// let mut r = DataReader::new(&[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o', 0x34, 0x12]);
 /// let len = r.read_u32()? as usize;
@@ -218,7 +218,7 @@ impl<'a> DataReader<'a> {
     /// # Examples
     ///
     /// ```
-    /// use sockloop::framing::{DataReader, UnicodeEncoding};
+    /// use sockloop::{DataReader, UnicodeEncoding};
     ///
     /// let mut r = DataReader::new(&[0x3c, 0xd8, 0x0d, 0xdf]).with_unicode_encoding(UnicodeEncoding::Utf16Le);
     /// assert_eq!(r.read_string(4)?, "\u{1f30d}");
@@ -340,7 +340,7 @@ fn decode_utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Result<String> {
 /// # Examples
 ///
 /// ```
-/// use sockloop::framing::{DataReader, DataWriter};
+/// use sockloop::{DataReader, DataWriter};
 ///
 /// let mut w = DataWriter::new();
 /// let text = "héllo";

@@ -66,7 +66,7 @@ enum State {
 /// # Examples
 ///
 /// ```
-/// use sockloop::framing::{ByteOrder, Decoded, Decoder, Encoder, LengthField, LengthPrefixed};
+/// use sockloop::{ByteOrder, Decoded, Decoder, Encoder, LengthField, LengthPrefixed};
 ///
 /// let mut codec = LengthPrefixed::new()
 ///     .with_length_field(LengthField::U16)

@@ -41,7 +41,7 @@ impl LineEnding {
 /// # Examples
 ///
 /// ```
-/// use sockloop::framing::{Decoded, Decoder, Encoder, Lines};
+/// use sockloop::{Decoded, Decoder, Encoder, Lines};
 ///
 /// let mut lines = Lines::new().with_max_length(5).with_discard_overlong(true);
 /// let input = b"hi\r\nway too long\nok\n";

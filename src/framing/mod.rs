@@ -15,117 +15,13 @@
 //!   (a socket's write queue), so encoding copies the payload once.
 //! - [`LengthPrefixed`]: a length field of 1, 2, 4 or 8 bytes, then the payload.
 //! - [`Lines`]: newline-terminated lines.
-//!
-//! # The decoding contract
-//!
-//! The caller owns one input buffer and calls [`Decoder::decode`] with all the bytes it
-//! holds that the decoder has not consumed yet:
-//!
-//! 1. On [`Decoded::Frame`]`{ frame, consumed }` the payload is `src[frame]`; the caller
-//!    uses it, drops the first `consumed` bytes and calls `decode` again at once (more
-//!    frames may be buffered).
-//! 2. On [`Decoded::NeedMore`]`{ consumed }` the caller drops the first `consumed` bytes
-//!    (a header already parsed, or input being discarded) and calls again only once new
-//!    bytes have arrived; [`Decoder::size_hint`] says how many bytes the buffer must hold
-//!    for the next call to make progress, so the buffer can be sized once.
-//! 3. The bytes not consumed are presented again at the start of the next call's buffer,
-//!    followed by new bytes. A decoder may therefore remember how far it has scanned.
-//! 4. At end of stream the caller calls [`Decoder::decode_eof`] the same way until it
-//!    returns `NeedMore`; input left in the middle of a frame is a `ProtocolError`.
-//! 5. After an error the stream is unusable: close the connection.
-//!
-//! ```
-//! use sockloop::framing::{Decoded, Decoder, Encoder, LengthPrefixed};
-//!
-//! let mut codec = LengthPrefixed::new();
-//! let mut wire = Vec::new();
-//! codec.encode(b"hello", &mut wire)?;
-//! codec.encode(b"world", &mut wire)?;
-//!
-//! let mut buf = &wire[..];
-//! let mut frames = Vec::new();
-//! while let Decoded::Frame { frame, consumed } = codec.decode(buf)? {
-//!     frames.push(&buf[frame]);
-//!     buf = &buf[consumed..];
-//! }
-//! assert_eq!(frames, [&b"hello"[..], &b"world"[..]]);
-//! # Ok::<(), sockloop::Error>(())
-//! ```
-//!
-//! # Writing a codec
-//!
-//! The traits are small enough to implement for any protocol. A
-//! [netstring](https://cr.yp.to/proto/netstrings.txt) codec (`5:hello,`):
-//!
-//! ```
-//! use sockloop::framing::{Decoded, Decoder, Encoder};
-//! use sockloop::{Error, SocketErrorStatus};
-//!
-//! #[derive(Debug)]
-//! struct Netstring {
-//!     max: usize,
-//! }
-//!
-//! fn malformed(expected: &'static str) -> Error {
-//!     Error::new(SocketErrorStatus::ProtocolError, "decode netstring").with_detail(expected)
-//! }
-//!
-//! impl Decoder for Netstring {
-//!     fn decode(&mut self, src: &[u8]) -> Result<Decoded, Error> {
-//!         // At most 20 digits, then ':'.
-//!         let head = &src[..src.len().min(21)];
-//!         let Some(colon) = head.iter().position(|&b| b == b':') else {
-//!             if head.len() == 21 || !head.iter().all(u8::is_ascii_digit) {
-//!                 return Err(malformed("decimal digits then ':'"));
-//!             }
-//!             return Ok(Decoded::NeedMore { consumed: 0 });
-//!         };
-//!         let digits = std::str::from_utf8(&src[..colon]).map_err(|_| malformed("digits"))?;
-//!         let len: usize = digits.parse().map_err(|_| malformed("a decimal length"))?;
-//!         if len > self.max {
-//!             return Err(Error::new(SocketErrorStatus::MessageTooLong, "decode netstring"));
-//!         }
-//!         let start = colon + 1;
-//!         let end = start + len; // len <= max: no overflow for any sane max
-//!         match src.get(end) {
-//!             None => Ok(Decoded::NeedMore { consumed: 0 }),
-//!             Some(b',') => Ok(Decoded::Frame { frame: start..end, consumed: end + 1 }),
-//!             Some(_) => Err(malformed("',' after the payload")),
-//!         }
-//!     }
-//! }
-//!
-//! impl Encoder for Netstring {
-//!     fn encode(&mut self, frame: &[u8], dst: &mut Vec<u8>) -> Result<(), Error> {
-//!         if frame.len() > self.max {
-//!             return Err(Error::new(SocketErrorStatus::MessageTooLong, "encode netstring"));
-//!         }
-//!         dst.extend_from_slice(frame.len().to_string().as_bytes());
-//!         dst.push(b':');
-//!         dst.extend_from_slice(frame);
-//!         dst.push(b',');
-//!         Ok(())
-//!     }
-//! }
-//!
-//! let mut codec = Netstring { max: 1024 };
-//! let mut wire = Vec::new();
-//! codec.encode(b"hello", &mut wire)?;
-//! assert_eq!(wire, b"5:hello,");
-//! assert_eq!(codec.decode(&wire[..4])?, Decoded::NeedMore { consumed: 0 });
-//! assert_eq!(codec.decode(&wire)?, Decoded::Frame { frame: 2..7, consumed: 8 });
-//! // A partial frame at end of stream is an error (the default `decode_eof`).
-//! let err = codec.decode_eof(&wire[..4]).unwrap_err();
-//! assert_eq!(err.status(), SocketErrorStatus::ProtocolError);
-//! # Ok::<(), Error>(())
-//! ```
 
 use std::ops::Range;
 
 use crate::error::{Error, Result, SocketErrorStatus};
 
 mod data;
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod length;
 mod lines;
@@ -161,7 +57,7 @@ impl Decoded {
     /// How many bytes of the input this result consumed.
     ///
     /// ```
-    /// use sockloop::framing::Decoded;
+    /// use sockloop::Decoded;
     /// assert_eq!(Decoded::Frame { frame: 4..9, consumed: 9 }.consumed(), 9);
     /// assert_eq!(Decoded::NeedMore { consumed: 0 }.consumed(), 0);
     /// ```
@@ -174,8 +70,112 @@ impl Decoded {
 
 /// Cuts a byte stream into frames, borrowing each frame from the caller's buffer.
 ///
-/// See [the decoding contract](self#the-decoding-contract) for how a caller drives it,
-/// and [the netstring example](self#writing-a-codec) for an implementation.
+/// [The decoding contract](#the-decoding-contract) says how a caller drives it, and
+/// [the netstring example](#writing-a-codec) shows an implementation.
+///
+/// # The decoding contract
+///
+/// The caller owns one input buffer and calls [`Decoder::decode`] with all the bytes it
+/// holds that the decoder has not consumed yet:
+///
+/// 1. On [`Decoded::Frame`]`{ frame, consumed }` the payload is `src[frame]`; the caller
+///    uses it, drops the first `consumed` bytes and calls `decode` again at once (more
+///    frames may be buffered).
+/// 2. On [`Decoded::NeedMore`]`{ consumed }` the caller drops the first `consumed` bytes
+///    (a header already parsed, or input being discarded) and calls again only once new
+///    bytes have arrived; [`Decoder::size_hint`] says how many bytes the buffer must hold
+///    for the next call to make progress, so the buffer can be sized once.
+/// 3. The bytes not consumed are presented again at the start of the next call's buffer,
+///    followed by new bytes. A decoder may therefore remember how far it has scanned.
+/// 4. At end of stream the caller calls [`Decoder::decode_eof`] the same way until it
+///    returns `NeedMore`; input left in the middle of a frame is a `ProtocolError`.
+/// 5. After an error the stream is unusable: close the connection.
+///
+/// ```
+/// use sockloop::{Decoded, Decoder, Encoder, LengthPrefixed};
+///
+/// let mut codec = LengthPrefixed::new();
+/// let mut wire = Vec::new();
+/// codec.encode(b"hello", &mut wire)?;
+/// codec.encode(b"world", &mut wire)?;
+///
+/// let mut buf = &wire[..];
+/// let mut frames = Vec::new();
+/// while let Decoded::Frame { frame, consumed } = codec.decode(buf)? {
+///     frames.push(&buf[frame]);
+///     buf = &buf[consumed..];
+/// }
+/// assert_eq!(frames, [&b"hello"[..], &b"world"[..]]);
+/// # Ok::<(), sockloop::Error>(())
+/// ```
+///
+/// # Writing a codec
+///
+/// The traits are small enough to implement for any protocol. A
+/// [netstring](https://cr.yp.to/proto/netstrings.txt) codec (`5:hello,`):
+///
+/// ```
+/// use sockloop::{Decoded, Decoder, Encoder};
+/// use sockloop::{Error, SocketErrorStatus};
+///
+/// #[derive(Debug)]
+/// struct Netstring {
+///     max: usize,
+/// }
+///
+/// fn malformed(expected: &'static str) -> Error {
+///     Error::new(SocketErrorStatus::ProtocolError, "decode netstring").with_detail(expected)
+/// }
+///
+/// impl Decoder for Netstring {
+///     fn decode(&mut self, src: &[u8]) -> Result<Decoded, Error> {
+///         // At most 20 digits, then ':'.
+///         let head = &src[..src.len().min(21)];
+///         let Some(colon) = head.iter().position(|&b| b == b':') else {
+///             if head.len() == 21 || !head.iter().all(u8::is_ascii_digit) {
+///                 return Err(malformed("decimal digits then ':'"));
+///             }
+///             return Ok(Decoded::NeedMore { consumed: 0 });
+///         };
+///         let digits = std::str::from_utf8(&src[..colon]).map_err(|_| malformed("digits"))?;
+///         let len: usize = digits.parse().map_err(|_| malformed("a decimal length"))?;
+///         if len > self.max {
+///             return Err(Error::new(SocketErrorStatus::MessageTooLong, "decode netstring"));
+///         }
+///         let start = colon + 1;
+///         let end = start + len; // len <= max: no overflow for any sane max
+///         match src.get(end) {
+///             None => Ok(Decoded::NeedMore { consumed: 0 }),
+///             Some(b',') => Ok(Decoded::Frame { frame: start..end, consumed: end + 1 }),
+///             Some(_) => Err(malformed("',' after the payload")),
+///         }
+///     }
+/// }
+///
+/// impl Encoder for Netstring {
+///     fn encode(&mut self, frame: &[u8], dst: &mut Vec<u8>) -> Result<(), Error> {
+///         if frame.len() > self.max {
+///             return Err(Error::new(SocketErrorStatus::MessageTooLong, "encode netstring"));
+///         }
+///         dst.extend_from_slice(frame.len().to_string().as_bytes());
+///         dst.push(b':');
+///         dst.extend_from_slice(frame);
+///         dst.push(b',');
+///         Ok(())
+///     }
+/// }
+///
+/// let mut codec = Netstring { max: 1024 };
+/// let mut wire = Vec::new();
+/// codec.encode(b"hello", &mut wire)?;
+/// assert_eq!(wire, b"5:hello,");
+/// assert_eq!(codec.decode(&wire[..4])?, Decoded::NeedMore { consumed: 0 });
+/// assert_eq!(codec.decode(&wire)?, Decoded::Frame { frame: 2..7, consumed: 8 });
+/// // A partial frame at end of stream is an error (the default `decode_eof`).
+/// let err = codec.decode_eof(&wire[..4]).unwrap_err();
+/// assert_eq!(err.status(), SocketErrorStatus::ProtocolError);
+/// # Ok::<(), Error>(())
+/// ```
 pub trait Decoder {
     /// Looks for the next frame at the start of `src`.
     ///
@@ -238,7 +238,7 @@ pub trait Encoder {
 /// Implemented for every type that implements both, so `Box<dyn Codec>` holds any codec.
 ///
 /// ```
-/// use sockloop::framing::{Codec, Decoded, LengthPrefixed, Lines};
+/// use sockloop::{Codec, Decoded, LengthPrefixed, Lines};
 ///
 /// let mut codecs: Vec<Box<dyn Codec>> = vec![Box::new(LengthPrefixed::new()), Box::new(Lines::new())];
 /// let mut wire = Vec::new();

@@ -14,7 +14,7 @@ const TICKS_PER_SECOND: i128 = 10_000_000;
 /// # Examples
 ///
 /// ```
-/// use sockloop::framing::Guid;
+/// use sockloop::Guid;
 ///
 /// let g = Guid::new(0x6b29fc40, 0xca47, 0x1067, [0xb3, 0x1d, 0x00, 0xdd, 0x01, 0x06, 0x62, 0xda]);
 /// assert_eq!(g.to_string(), "6b29fc40-ca47-1067-b31d-00dd010662da");
@@ -65,7 +65,7 @@ impl fmt::Display for Guid {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use sockloop::framing::DateTime;
+/// use sockloop::DateTime;
 ///
 /// assert_eq!(DateTime::UNIX_EPOCH.to_system_time(), Some(UNIX_EPOCH));
 /// let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
@@ -125,7 +125,7 @@ impl DateTime {
 ///
 /// ```
 /// use std::time::Duration;
-/// use sockloop::framing::TimeSpan;
+/// use sockloop::TimeSpan;
 ///
 /// let span = TimeSpan::from_duration(Duration::from_millis(1500)).unwrap();
 /// assert_eq!(span.ticks(), 15_000_000);

@@ -43,6 +43,10 @@ impl Default for KeepAlive {
 
 /// Options of a stream socket, set before it connects (`StreamSocketControl` on Windows).
 ///
+/// Built the way every options struct of the crate is (see
+/// [one builder convention](crate#one-builder-convention)): `new()` gives the defaults,
+/// each option is a method that takes and returns the struct, and `get_<option>` reads it.
+///
 /// The defaults suit interactive traffic: Nagle's algorithm is off, connection attempts
 /// to several addresses race (Happy Eyeballs), and a connection attempt gives up after
 /// 30 seconds.
@@ -164,6 +168,31 @@ impl StreamSocketControl {
         self.connect_timeout
     }
 
+    /// The keep-alive timing, `None` when keep-alive is off.
+    pub fn get_keep_alive(&self) -> Option<KeepAlive> {
+        self.keep_alive
+    }
+
+    /// The kernel send buffer size asked for, `None` for the system default.
+    pub fn get_outbound_buffer_size(&self) -> Option<usize> {
+        self.outbound_buffer_size
+    }
+
+    /// The kernel receive buffer size asked for, `None` for the system default.
+    pub fn get_inbound_buffer_size(&self) -> Option<usize> {
+        self.inbound_buffer_size
+    }
+
+    /// The hop limit of outgoing unicast packets, `None` for the system default.
+    pub fn get_outbound_unicast_hop_limit(&self) -> Option<u32> {
+        self.hop_limit
+    }
+
+    /// The quality of service.
+    pub fn get_quality_of_service(&self) -> QualityOfService {
+        self.qos
+    }
+
     /// Options that must be set before `connect` (buffer sizes, TTL, TOS).
     pub(crate) fn apply_before_connect(
         &self,
@@ -233,7 +262,8 @@ impl StreamSocketControl {
     }
 }
 
-/// Options of a listener, set before it binds.
+/// Options of a listener, set before it binds. Built like every options struct (see
+/// [one builder convention](crate#one-builder-convention)).
 ///
 /// # Examples
 ///
@@ -244,7 +274,7 @@ impl StreamSocketControl {
 ///     .backlog(4096)
 ///     .reuse_port(true) // one listener per reactor, one reactor per core
 ///     .accepted(StreamSocketControl::new().no_delay(true));
-/// # let _ = control;
+/// assert_eq!(control.get_backlog(), 4096);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSocketListenerControl {
@@ -302,6 +332,26 @@ impl StreamSocketListenerControl {
     pub fn accepted(mut self, control: StreamSocketControl) -> Self {
         self.accepted = control;
         self
+    }
+
+    /// The backlog.
+    pub fn get_backlog(&self) -> u32 {
+        self.backlog.unsigned_abs()
+    }
+
+    /// Whether the port is shared (`SO_REUSEPORT`).
+    pub fn get_reuse_port(&self) -> bool {
+        self.reuse_port
+    }
+
+    /// Whether an IPv6 listener accepts IPv6 only.
+    pub fn get_only_ipv6(&self) -> bool {
+        self.only_ipv6
+    }
+
+    /// The options applied to every accepted socket.
+    pub fn get_accepted(&self) -> &StreamSocketControl {
+        &self.accepted
     }
 }
 

@@ -2,8 +2,8 @@
 
 use crate::error::{Error, SocketErrorStatus};
 use crate::framing::{Decoded, Decoder, Encoder};
-use crate::net::stream::{Phase, StreamEvent, StreamSocket};
-use crate::reactor::{stale, Deferred, Key, Reactor, Source};
+use crate::net::stream::{stale, Phase, StreamEvent, StreamSocket};
+use crate::reactor::{Deferred, Key, Reactor, Source};
 
 impl StreamSocket {
     /// Gives the socket a codec (a decoder and, from a clone, an encoder): from now on its handler receives one
@@ -19,12 +19,11 @@ impl StreamSocket {
     /// # Examples
     ///
     /// ```no_run
-    /// use sockloop::framing::LengthPrefixed;
-    /// use sockloop::{ListenerEvent, Reactor, StreamEvent, StreamSocketListener};
+    /// use sockloop::{LengthPrefixed, ListenerEvent, Reactor, StreamEvent, StreamSocketListener};
     ///
     /// // An echo server for 4-byte-length-prefixed messages.
     /// let mut reactor = Reactor::<()>::new()?;
-    /// StreamSocketListener::bind_service_name(&mut reactor, "7008", |reactor, _, _, event| {
+    /// StreamSocketListener::bind_any(&mut reactor, 7008, |reactor, _, _, event| {
     ///     if let ListenerEvent::ConnectionReceived(conn) = event {
     ///         let socket = conn.socket;
     ///         socket.set_framing(reactor, LengthPrefixed::new()).unwrap();

@@ -102,7 +102,7 @@ pub enum HostNameType {
 /// assert!(err.detail().unwrap().contains("leading zero"));
 /// # Ok::<(), sockloop::Error>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HostName {
     raw: String,
     canonical: String,
@@ -345,6 +345,13 @@ impl Hash for HostName {
     }
 }
 
+/// `HostName("example.com")`: the [canonical name](HostName::canonical_name).
+impl fmt::Debug for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("HostName").field(&self.canonical).finish()
+    }
+}
+
 impl fmt::Display for HostName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.display_name())
@@ -388,5 +395,83 @@ impl From<SocketAddr> for HostName {
                 HostName::from_ip((*a.ip()).into(), scope)
             }
         }
+    }
+}
+
+/// Anything that names a host: text (`&str`, `String`), a [`HostName`] (owned or
+/// borrowed) or an IP address. Text is parsed with [`HostName::new`], so an invalid
+/// name gives the same clear error, at once, wherever a host is taken.
+///
+/// A [`SocketAddr`] is not a host (it has a port): connect to it with
+/// [`StreamSocket::connect_to`](crate::StreamSocket::connect_to).
+///
+/// # Examples
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use sockloop::{HostName, IntoHostName, SocketErrorStatus};
+///
+/// assert_eq!("localhost".into_host_name()?, HostName::new("localhost")?);
+/// assert_eq!(Ipv4Addr::LOCALHOST.into_host_name()?, HostName::new("127.0.0.1")?);
+///
+/// let err = "example.com:443".into_host_name().unwrap_err();
+/// assert_eq!(err.status(), SocketErrorStatus::InvalidArgument);
+/// assert!(err.detail().unwrap().contains("put the port in the service argument"));
+/// # Ok::<(), sockloop::Error>(())
+/// ```
+pub trait IntoHostName {
+    /// The host name.
+    ///
+    /// # Errors
+    ///
+    /// As [`HostName::new`], for text.
+    fn into_host_name(self) -> Result<HostName>;
+}
+
+impl IntoHostName for HostName {
+    fn into_host_name(self) -> Result<HostName> {
+        Ok(self)
+    }
+}
+
+impl IntoHostName for &HostName {
+    fn into_host_name(self) -> Result<HostName> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoHostName for &str {
+    fn into_host_name(self) -> Result<HostName> {
+        HostName::new(self)
+    }
+}
+
+impl IntoHostName for String {
+    fn into_host_name(self) -> Result<HostName> {
+        HostName::new(&self)
+    }
+}
+
+impl IntoHostName for &String {
+    fn into_host_name(self) -> Result<HostName> {
+        HostName::new(self)
+    }
+}
+
+impl IntoHostName for IpAddr {
+    fn into_host_name(self) -> Result<HostName> {
+        Ok(self.into())
+    }
+}
+
+impl IntoHostName for Ipv4Addr {
+    fn into_host_name(self) -> Result<HostName> {
+        Ok(self.into())
+    }
+}
+
+impl IntoHostName for Ipv6Addr {
+    fn into_host_name(self) -> Result<HostName> {
+        Ok(self.into())
     }
 }

@@ -10,13 +10,14 @@ use mio::net::TcpListener;
 use mio::Interest;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
+use crate::error::stale_handle;
 use crate::error::Error;
 use crate::io::sys;
 use crate::net::control::{StreamSocketControl, StreamSocketListenerControl};
-use crate::net::hostname::{resolve_blocking, HostName};
-use crate::net::service::resolve_service;
+use crate::net::hostname::{resolve_blocking, IntoHostName};
+use crate::net::service::IntoService;
 use crate::net::stream::StreamSocket;
-use crate::reactor::{stale, Deferred, Key, Reactor, Source, TimerAction};
+use crate::reactor::{Deferred, Key, Reactor, Source, TimerAction};
 
 /// How long to wait before accepting again after running out of file descriptors.
 const FD_RETRY: Duration = Duration::from_millis(100);
@@ -31,7 +32,7 @@ const FD_RETRY: Duration = Duration::from_millis(100);
 /// use sockloop::{ListenerEvent, Reactor, StreamEvent, StreamSocketListener};
 ///
 /// let mut reactor = Reactor::<()>::new()?;
-/// StreamSocketListener::bind_service_name(&mut reactor, "7007", |reactor, _, _listener, event| {
+/// StreamSocketListener::bind_any(&mut reactor, 7007, |reactor, _, _listener, event| {
 ///     if let ListenerEvent::ConnectionReceived(conn) = event {
 ///         conn.socket.set_handler(reactor, |reactor, _, socket, event| {
 ///             if let StreamEvent::Received(mut input) = event {
@@ -93,76 +94,116 @@ pub(crate) struct ListenerState<S: 'static> {
 }
 
 impl StreamSocketListener {
-    /// Listens on `service` (a port number, `"0"` for any, or a service name) on every
-    /// local address, IPv6 and IPv4.
+    /// Listens on one local address (`"127.0.0.1"`, `"::1"`, an interface's address,
+    /// or a name such as `"localhost"`) and `service` (a port, `0` for any, or a
+    /// service name such as `"http"`), with the default options
+    /// (`BindEndpointAsync` on Windows). A name is resolved at once, blocking (it is
+    /// meant for `localhost`): use an address literal in latency-sensitive code.
     ///
     /// # Errors
     ///
-    /// Unknown service name (`InvalidArgument`), port taken (`AddressAlreadyInUse`),
-    /// privileged port (`AccessDenied`).
-    pub fn bind_service_name<S: 'static>(
+    /// `InvalidArgument` for an invalid host name or unknown service name; resolution
+    /// errors; `AddressAlreadyInUse` (port taken), `AccessDenied` (privileged port),
+    /// `CannotAssignRequestedAddress` (an address that is not local).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{Reactor, StreamSocketListener};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// let listener = StreamSocketListener::bind(&mut reactor, "127.0.0.1", 0, |_, _, _, event| {
+    ///     println!("{event:?}");
+    /// })?;
+    /// assert_ne!(listener.local_address(&reactor)?.port(), 0);
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn bind<S: 'static>(
         reactor: &mut Reactor<S>,
-        service: &str,
+        host: impl IntoHostName,
+        service: impl IntoService,
         handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + 'static,
     ) -> Result<StreamSocketListener, Error> {
-        Self::bind_with(
-            reactor,
-            None,
-            service,
-            &StreamSocketListenerControl::default(),
-            handler,
-        )
+        let control = StreamSocketListenerControl::default();
+        Self::bind_with(reactor, host, service, &control, handler)
     }
 
-    /// Listens on one local address (`127.0.0.1`, `::1`, an interface's address) and
-    /// `service`. A name is resolved at once, blocking (it is meant for `localhost`):
-    /// use an address literal in latency-sensitive code.
+    /// Listens on `service` on every local address, IPv6 and IPv4
+    /// (`BindServiceNameAsync` on Windows).
     ///
     /// # Errors
     ///
-    /// As [`bind_service_name`](Self::bind_service_name), plus resolution errors and
-    /// `CannotAssignRequestedAddress` for an address that is not local.
-    pub fn bind_endpoint<S: 'static>(
+    /// As [`bind`](Self::bind), name resolution aside.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use sockloop::{Reactor, StreamSocketListener};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// StreamSocketListener::bind_any(&mut reactor, "http", |_, _, _, event| println!("{event:?}"))?;
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn bind_any<S: 'static>(
         reactor: &mut Reactor<S>,
-        host: &HostName,
-        service: &str,
+        service: impl IntoService,
         handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + 'static,
     ) -> Result<StreamSocketListener, Error> {
-        Self::bind_with(
-            reactor,
-            Some(host),
-            service,
-            &StreamSocketListenerControl::default(),
-            handler,
-        )
+        let control = StreamSocketListenerControl::default();
+        Self::bind_any_with(reactor, service, &control, handler)
     }
 
-    /// Listens with explicit options: backlog, `SO_REUSEPORT`, options of accepted
-    /// sockets. `host` `None` means every local address.
+    /// [`bind`](Self::bind) with explicit options: backlog, `SO_REUSEPORT`, IPv6 only,
+    /// options of accepted sockets.
     ///
     /// # Errors
     ///
-    /// As [`bind_endpoint`](Self::bind_endpoint).
+    /// As [`bind`](Self::bind).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{Reactor, StreamSocketListener, StreamSocketListenerControl};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// let control = StreamSocketListenerControl::new().backlog(16);
+    /// StreamSocketListener::bind_with(&mut reactor, "::1", 0, &control, |_, _, _, _| {})?;
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
     pub fn bind_with<S: 'static>(
         reactor: &mut Reactor<S>,
-        host: Option<&HostName>,
-        service: &str,
+        host: impl IntoHostName,
+        service: impl IntoService,
         control: &StreamSocketListenerControl,
         handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + 'static,
     ) -> Result<StreamSocketListener, Error> {
-        let port = resolve_service(service)?;
-        let addr = match host {
-            None => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
-            Some(h) => resolve_blocking(h, port)?[0],
-        };
+        let host = host.into_host_name()?;
+        let port = service.into_port()?;
+        let addr = resolve_blocking(&host, port)?[0];
+        let listener = bind_socket(addr, control)
+            .map_err(|e| Error::from_io("listen", e).with_address(addr))?;
+        reactor.add_listener(listener, control.accepted.clone(), Box::new(handler))
+    }
+
+    /// [`bind_any`](Self::bind_any) with explicit options.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind_any`](Self::bind_any).
+    pub fn bind_any_with<S: 'static>(
+        reactor: &mut Reactor<S>,
+        service: impl IntoService,
+        control: &StreamSocketListenerControl,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + 'static,
+    ) -> Result<StreamSocketListener, Error> {
+        let port = service.into_port()?;
+        let addr = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
         let listener = match bind_socket(addr, control) {
             // No IPv6 on this machine: fall back to the IPv4 wildcard.
-            Err(e) if host.is_none() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-                bind_socket(
-                    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port),
-                    control,
-                )
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => bind_socket(
+                SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port),
+                control,
+            ),
             other => other,
         }
         .map_err(|e| Error::from_io("listen", e).with_address(addr))?;
@@ -235,10 +276,10 @@ impl StreamSocketListener {
     /// # Errors
     ///
     /// `InvalidHandle` if closed.
-    pub fn local_address<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<SocketAddr, Error> {
+    pub fn local_address<S: 'static>(self, reactor: &Reactor<S>) -> Result<SocketAddr, Error> {
         match reactor.sources.get(self.0) {
             Some(Source::Listener(l)) => Ok(l.local),
-            _ => Err(stale("local address")),
+            _ => Err(stale_handle("StreamSocketListener", "local address")),
         }
     }
 
@@ -259,7 +300,7 @@ impl StreamSocketListener {
                 }
                 Ok(())
             }
-            _ => Err(stale("close listener")),
+            _ => Err(stale_handle("StreamSocketListener", "close listener")),
         }
     }
 }

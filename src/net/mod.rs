@@ -2,14 +2,12 @@
 //! names.
 
 mod close;
-pub mod control;
+pub(crate) mod control;
+pub(crate) mod endpoint;
 mod framed;
-pub mod hostname;
-pub mod listener;
+pub(crate) mod hostname;
+pub(crate) mod listener;
 mod receive;
 pub(crate) mod resolver;
-pub mod service;
-pub mod stream;
-
-pub use hostname::{HostName, HostNameType};
-pub use service::resolve_service;
+pub(crate) mod service;
+pub(crate) mod stream;

@@ -19,6 +19,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::error::{Error, SocketErrorStatus};
 use crate::net::control::StreamSocketControl;
+use crate::net::endpoint::{Destination, Local, Remote};
 use crate::net::hostname::{interleave_families, resolve_blocking, HostName};
 use crate::net::stream::{Phase, StreamEvent};
 use crate::reactor::{Deferred, Key, Reactor, Source, TimerAction};
@@ -26,22 +27,43 @@ use crate::reactor::{Deferred, Key, Reactor, Source, TimerAction};
 /// The delay between two connection attempts (RFC 8305 §5 recommends 250 ms).
 pub(crate) const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
-type Answer = (Key, Result<Vec<SocketAddr>, Error>);
+/// What to look up for one socket: the remote name, and the local one of an
+/// [`EndpointPair`](crate::EndpointPair) (literals come back at once).
+struct Lookup {
+    remote: Option<(HostName, u16)>,
+    local: Option<(HostName, u16)>,
+}
+
+/// The addresses found: remote, then local.
+type Found = (Option<Vec<SocketAddr>>, Option<Vec<SocketAddr>>);
+
+type Answer = (Key, Result<Found, Error>);
 
 pub(crate) struct Resolver {
-    requests: Sender<(Key, HostName, u16)>,
+    requests: Sender<(Key, Box<Lookup>)>,
     answers: Receiver<Answer>,
+}
+
+impl Lookup {
+    fn run(&self) -> Result<Found, Error> {
+        let resolve = |name: &Option<(HostName, u16)>| {
+            name.as_ref()
+                .map(|(host, port)| resolve_blocking(host, *port))
+                .transpose()
+        };
+        Ok((resolve(&self.remote)?, resolve(&self.local)?))
+    }
 }
 
 impl Resolver {
     fn start(waker: Arc<Waker>) -> io::Result<Resolver> {
-        let (requests, jobs) = mpsc::channel::<(Key, HostName, u16)>();
+        let (requests, jobs) = mpsc::channel::<(Key, Box<Lookup>)>();
         let (done, answers) = mpsc::channel();
         thread::Builder::new()
             .name("sockloop-resolver".into())
             .spawn(move || {
-                for (key, host, port) in jobs {
-                    let answer = resolve_blocking(&host, port);
+                for (key, lookup) in jobs {
+                    let answer = lookup.run();
                     if done.send((key, answer)).is_err() {
                         return;
                     }
@@ -62,6 +84,9 @@ pub(crate) struct Attempt {
 pub(crate) struct Connecting {
     control: StreamSocketControl,
     addrs: Vec<SocketAddr>,
+    /// The local endpoint to bind before connecting, and its host's addresses.
+    local: Option<Local>,
+    local_addrs: Vec<SocketAddr>,
     next: usize,
     attempts: Vec<Attempt>,
     last_error: Option<Error>,
@@ -70,11 +95,12 @@ pub(crate) struct Connecting {
 }
 
 impl<S: 'static> Reactor<S> {
+    /// Starts connecting a socket in the `Resolving` phase: at once for addresses and
+    /// literals, after a lookup on the resolver thread for names.
     pub(crate) fn begin_connect(
         &mut self,
         key: Key,
-        host: &HostName,
-        port: u16,
+        destination: Destination,
         control: &StreamSocketControl,
     ) {
         let timeout = self.set_internal_timer(
@@ -84,57 +110,57 @@ impl<S: 'static> Reactor<S> {
         let mut plan = Box::new(Connecting {
             control: control.clone(),
             addrs: Vec::new(),
+            local: destination.local,
+            local_addrs: Vec::new(),
             next: 0,
             attempts: Vec::new(),
             last_error: None,
             stagger: None,
             timeout: Some(timeout),
         });
-        let literal = host.socket_addr(port);
-        if let Some(addr) = literal {
-            plan.addrs.push(addr);
+        let mut lookup = Lookup {
+            remote: None,
+            local: None,
+        };
+        match destination.remote {
+            Remote::Name(host, port) => match host.socket_addr(port) {
+                Some(addr) => plan.addrs.push(addr),
+                None => lookup.remote = Some((host, port)),
+            },
+            Remote::Addresses(addrs) => {
+                // The caller's first address says which family goes first (RFC 8305 §4).
+                let first_is_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
+                plan.addrs = interleave_families(addrs, first_is_v6);
+            }
+        }
+        if let Some(Local {
+            host: Some(host),
+            port,
+        }) = &plan.local
+        {
+            match host.socket_addr(*port) {
+                Some(addr) => plan.local_addrs.push(addr),
+                None => lookup.local = Some((host.clone(), *port)),
+            }
         }
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             st.cold().connect = Some(plan);
         }
-        if literal.is_some() {
+        if lookup.remote.is_none() && lookup.local.is_none() {
             self.start_connecting(key);
             return;
         }
-        log::debug!("stream {key:?}: resolving {host}");
-        if let Err(e) = self.request_resolution(key, host.clone(), port) {
+        log::debug!(
+            "stream {key:?}: resolving {:?} (local {:?})",
+            lookup.remote,
+            lookup.local
+        );
+        if let Err(e) = self.request_resolution(key, lookup) {
             self.fail_connect(key, e);
         }
     }
 
-    pub(crate) fn begin_connect_addresses(
-        &mut self,
-        key: Key,
-        addrs: Vec<SocketAddr>,
-        control: &StreamSocketControl,
-    ) {
-        let timeout = self.set_internal_timer(
-            control.get_connect_timeout(),
-            TimerAction::ConnectTimeout(key),
-        );
-        // The caller's first address says which family goes first (RFC 8305 §4).
-        let first_is_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
-        let plan = Box::new(Connecting {
-            control: control.clone(),
-            addrs: interleave_families(addrs, first_is_v6),
-            next: 0,
-            attempts: Vec::new(),
-            last_error: None,
-            stagger: None,
-            timeout: Some(timeout),
-        });
-        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            st.cold().connect = Some(plan);
-        }
-        self.start_connecting(key);
-    }
-
-    fn request_resolution(&mut self, key: Key, host: HostName, port: u16) -> Result<(), Error> {
+    fn request_resolution(&mut self, key: Key, lookup: Lookup) -> Result<(), Error> {
         if self.resolver.is_none() {
             let resolver = Resolver::start(self.waker())
                 .map_err(|e| Error::from_io("start resolver thread", e))?;
@@ -143,7 +169,7 @@ impl<S: 'static> Reactor<S> {
         let sent = self
             .resolver
             .as_ref()
-            .map(|r| r.requests.send((key, host, port)));
+            .map(|r| r.requests.send((key, Box::new(lookup))));
         match sent {
             Some(Ok(())) => Ok(()),
             _ => {
@@ -170,12 +196,17 @@ impl<S: 'static> Reactor<S> {
                 continue;
             }
             match (answer, st.cold.as_mut().and_then(|c| c.connect.as_mut())) {
-                (Ok(addrs), Some(plan)) => {
-                    log::debug!("stream {key:?}: resolved to {addrs:?}");
-                    // getaddrinfo sorted them (RFC 6724): the family of the first
-                    // goes first (RFC 8305 §4).
-                    let first_is_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
-                    plan.addrs = interleave_families(addrs, first_is_v6);
+                (Ok((remote, local)), Some(plan)) => {
+                    log::debug!("stream {key:?}: resolved to {remote:?} (local {local:?})");
+                    if let Some(addrs) = remote {
+                        // getaddrinfo sorted them (RFC 6724): the family of the first
+                        // goes first (RFC 8305 §4).
+                        let first_is_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
+                        plan.addrs = interleave_families(addrs, first_is_v6);
+                    }
+                    if let Some(addrs) = local {
+                        plan.local_addrs = addrs;
+                    }
                     self.start_connecting(key);
                 }
                 (Err(e), _) => self.fail_connect(key, e),
@@ -185,8 +216,14 @@ impl<S: 'static> Reactor<S> {
     }
 
     fn start_connecting(&mut self, key: Key) {
-        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
-            st.phase = Phase::Connecting;
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        st.phase = Phase::Connecting;
+        if let Some(plan) = st.cold.as_mut().and_then(|c| c.connect.as_mut()) {
+            if let Err(e) = plan.keep_reachable_from_local() {
+                return self.fail_connect(key, e);
+            }
         }
         self.next_attempt(key);
     }
@@ -203,7 +240,11 @@ impl<S: 'static> Reactor<S> {
         while plan.next < plan.addrs.len() {
             let addr = plan.addrs[plan.next];
             plan.next += 1;
-            match start_attempt(&plan.control, addr, self.poll.registry(), key) {
+            let local = plan
+                .local
+                .as_ref()
+                .and_then(|l| l.for_remote(&plan.local_addrs, addr));
+            match start_attempt(&plan.control, addr, local, self.poll.registry(), key) {
                 Ok(io) => {
                     log::debug!("stream {key:?}: connecting to {addr}");
                     plan.attempts.push(Attempt { io, addr });
@@ -353,6 +394,44 @@ impl<S: 'static> Reactor<S> {
     }
 }
 
+impl Connecting {
+    /// With a local endpoint, drops the remote addresses of a family the local host has
+    /// no address of; an error if none is left.
+    fn keep_reachable_from_local(&mut self) -> Result<(), Error> {
+        let Some(local) = &self.local else {
+            return Ok(());
+        };
+        let all = std::mem::take(&mut self.addrs);
+        let (kept, dropped): (Vec<_>, Vec<_>) = all
+            .iter()
+            .partition(|a| local.for_remote(&self.local_addrs, **a).is_some());
+        if kept.is_empty() && !dropped.is_empty() {
+            let list = |addrs: &[SocketAddr]| {
+                addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(
+                Error::new(SocketErrorStatus::AddressFamilyNotSupported, "connect").with_detail(
+                    format!(
+                        "the local endpoint ({}) and the remote addresses ({}) have no \
+                         address family in common",
+                        list(&self.local_addrs),
+                        list(&dropped)
+                    ),
+                ),
+            );
+        }
+        if !dropped.is_empty() {
+            log::debug!("skipping {dropped:?}: not of the local endpoint's family");
+        }
+        self.addrs = kept;
+        Ok(())
+    }
+}
+
 /// `Ok(true)` connected, `Ok(false)` still connecting, `Err` failed.
 fn attempt_status(attempt: &Attempt) -> io::Result<bool> {
     if let Some(e) = attempt.io.take_error()? {
@@ -369,6 +448,7 @@ fn attempt_status(attempt: &Attempt) -> io::Result<bool> {
 fn start_attempt(
     control: &StreamSocketControl,
     addr: SocketAddr,
+    local: Option<SocketAddr>,
     registry: &mio::Registry,
     key: Key,
 ) -> Result<TcpStream, Error> {
@@ -380,6 +460,18 @@ fn start_attempt(
     )
     .map_err(fail)?;
     control.apply_before_connect(&socket, &addr).map_err(fail)?;
+    if let Some(local) = local {
+        let bind = |e: io::Error| {
+            Error::from_io("bind local endpoint", e)
+                .with_address(local)
+                .with_detail(format!("before connecting to {addr}"))
+        };
+        if local.port() != 0 {
+            // Racing attempts share the port; so does a reconnection in TIME_WAIT.
+            socket.set_reuse_address(true).map_err(bind)?;
+        }
+        socket.bind(&local.into()).map_err(bind)?;
+    }
     match socket.connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}

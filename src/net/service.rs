@@ -160,6 +160,58 @@ pub fn resolve_service(service: &str) -> Result<u16> {
         .ok_or_else(|| invalid(format!("unknown service name '{service}'")))
 }
 
+/// A service: a port number (`u16`), or text given to [`resolve_service`] — a decimal
+/// port (`"8080"`) or a service name (`"https"`).
+///
+/// Taken by every call that connects or binds, so both `connect(r, host, 443, h)` and
+/// `connect(r, host, "https", h)` read naturally. An integer literal is a `u16`: a
+/// port over 65535 does not compile.
+///
+/// # Examples
+///
+/// ```
+/// use sockloop::{IntoService, SocketErrorStatus};
+///
+/// assert_eq!(8080.into_port()?, 8080);
+/// assert_eq!("https".into_port()?, 443);
+/// assert_eq!(String::from("0").into_port()?, 0);
+/// let err = "no-such-service".into_port().unwrap_err();
+/// assert_eq!(err.status(), SocketErrorStatus::InvalidArgument);
+/// # Ok::<(), sockloop::Error>(())
+/// ```
+pub trait IntoService {
+    /// The port.
+    ///
+    /// # Errors
+    ///
+    /// As [`resolve_service`], for text.
+    fn into_port(self) -> Result<u16>;
+}
+
+impl IntoService for u16 {
+    fn into_port(self) -> Result<u16> {
+        Ok(self)
+    }
+}
+
+impl IntoService for &str {
+    fn into_port(self) -> Result<u16> {
+        resolve_service(self)
+    }
+}
+
+impl IntoService for String {
+    fn into_port(self) -> Result<u16> {
+        resolve_service(&self)
+    }
+}
+
+impl IntoService for &String {
+    fn into_port(self) -> Result<u16> {
+        resolve_service(self)
+    }
+}
+
 fn invalid(detail: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::new(SocketErrorStatus::InvalidArgument, OPERATION).with_detail(detail)
 }

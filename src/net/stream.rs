@@ -9,17 +9,24 @@ use mio::net::TcpStream;
 use mio::Interest;
 use socket2::SockRef;
 
+use crate::error::stale_handle;
 use crate::error::{Error, SocketErrorStatus};
 use crate::framing::{Decoder, Encoder};
 use crate::io::inbound::Input;
 use crate::io::outbound::Outbound;
 use crate::io::sys;
 use crate::net::control::{RoundTripTimeStatistics, StreamSocketControl, StreamSocketInformation};
-use crate::net::hostname::HostName;
+use crate::net::endpoint::Destination;
+use crate::net::hostname::{HostName, IntoHostName};
 use crate::net::listener::canonical;
 use crate::net::resolver::Connecting;
-use crate::net::service::resolve_service;
-use crate::reactor::{panicked, stale, Deferred, Key, Reactor, Source, TimerAction};
+use crate::net::service::IntoService;
+use crate::reactor::{panicked, Deferred, Key, Reactor, Source, TimerAction};
+
+/// The stale-handle error of a stream operation.
+pub(crate) fn stale(operation: &'static str) -> Error {
+    stale_handle("StreamSocket", operation)
+}
 
 /// A TCP connection: a `Copy` handle to a socket owned by a [`Reactor`].
 ///
@@ -31,11 +38,10 @@ use crate::reactor::{panicked, stale, Deferred, Key, Reactor, Source, TimerActio
 /// Connect, send a line, print what comes back:
 ///
 /// ```no_run
-/// use sockloop::{HostName, Reactor, StreamEvent, StreamSocket, StreamSocketControl};
+/// use sockloop::{Reactor, StreamEvent, StreamSocket};
 ///
 /// let mut reactor = Reactor::<()>::new()?;
-/// let host = HostName::new("127.0.0.1")?;
-/// StreamSocket::connect(&mut reactor, &host, "7", &StreamSocketControl::new(),
+/// StreamSocket::connect(&mut reactor, "127.0.0.1", 7,
 ///     |reactor, _state, socket, event| match event {
 ///         StreamEvent::Connected => socket.write(reactor, b"hello\n").unwrap(),
 ///         StreamEvent::Received(mut input) => {
@@ -241,9 +247,12 @@ impl<S: 'static> StreamState<S> {
 }
 
 impl StreamSocket {
-    /// Connects to `host` on `service` (a port number or a service name such as
-    /// `"https"`), with the options in `control`; `handler` gets every event of the
-    /// socket, starting with `Connected` or ending with `Closed(Err(_))`.
+    /// Connects to `host` on `service` with the default options; `handler` gets every
+    /// event of the socket, starting with `Connected` or ending with `Closed(Err(_))`.
+    ///
+    /// `host` is anything [`IntoHostName`] takes: `"example.com"`, `"127.0.0.1"`, a
+    /// [`HostName`], an [`IpAddr`](std::net::IpAddr). `service` is a port (`443`) or
+    /// anything [`resolve_service`](crate::resolve_service) reads (`"https"`, `"8080"`).
     ///
     /// An address literal is connected at once. A name is resolved on a helper thread
     /// (the loop never blocks on DNS); then the addresses are tried in the order of
@@ -256,47 +265,126 @@ impl StreamSocket {
     ///
     /// # Errors
     ///
-    /// At once for an unknown service name; every connection failure comes later, as
-    /// `Closed(Err(_))` (`ConnectionRefused`, `HostNotFound`, `ConnectionTimedOut`...).
+    /// At once for an invalid host name (`"example.com:443"` included: the port goes in
+    /// `service`) or an unknown service name, both `InvalidArgument`; every connection
+    /// failure comes later, as `Closed(Err(_))` (`ConnectionRefused`, `HostNotFound`,
+    /// `ConnectionTimedOut`...).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use sockloop::{Reactor, StreamEvent, StreamSocket};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// StreamSocket::connect(&mut reactor, "localhost", 8080, |reactor, _, socket, event| {
+    ///     if let StreamEvent::Connected = event {
+    ///         socket.write(reactor, b"hello\n").unwrap();
+    ///     }
+    /// })?;
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
     pub fn connect<S: 'static>(
         reactor: &mut Reactor<S>,
-        host: &HostName,
-        service: &str,
-        control: &StreamSocketControl,
+        host: impl IntoHostName,
+        service: impl IntoService,
         handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>) + 'static,
     ) -> Result<StreamSocket, Error> {
-        let port = resolve_service(service)?;
-        let mut st = StreamState::new(None, Phase::Resolving, Some(Box::new(handler)));
-        st.cold().host = Some(host.clone());
-        let key = reactor.sources.insert(Source::Stream(st));
-        reactor.live += 1;
-        reactor.begin_connect(key, host, port, control);
-        Ok(StreamSocket(key))
+        Self::connect_with(
+            reactor,
+            host,
+            service,
+            &StreamSocketControl::default(),
+            handler,
+        )
     }
 
-    /// Connects to the first of `addresses` that answers, racing them as
-    /// [`connect`](Self::connect) does (IPv6 and IPv4 interleaved starting with the
-    /// family of the first address, a new attempt every 250 ms unless attempts are
-    /// serialized). For callers that resolve names themselves.
+    /// [`connect`](Self::connect) with the options in `control` (Nagle, keep-alive,
+    /// buffer sizes, connect timeout, serialized attempts...).
     ///
     /// # Errors
     ///
-    /// `InvalidArgument` for an empty list; connection failures come as `Closed(Err(_))`.
-    pub fn connect_addresses<S: 'static>(
+    /// As [`connect`](Self::connect).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use sockloop::{Reactor, StreamSocket, StreamSocketControl};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// let control = StreamSocketControl::new().connect_timeout(Duration::from_secs(2));
+    /// StreamSocket::connect_with(&mut reactor, "example.com", "https", &control,
+    ///     |_, _, _, event| println!("{event:?}"))?;
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn connect_with<S: 'static>(
         reactor: &mut Reactor<S>,
-        addresses: &[SocketAddr],
+        host: impl IntoHostName,
+        service: impl IntoService,
         control: &StreamSocketControl,
         handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>) + 'static,
     ) -> Result<StreamSocket, Error> {
-        let Some(first) = addresses.first() else {
-            return Err(Error::new(SocketErrorStatus::InvalidArgument, "connect")
-                .with_detail("no address to connect to"));
-        };
+        let host = host.into_host_name()?;
+        let port = service.into_port()?;
+        let destination = Destination::name(host, port);
+        Self::connect_to_with(reactor, destination, control, handler)
+    }
+
+    /// Connects to a [`Destination`]: a [`SocketAddr`], a list of addresses (raced as
+    /// [`connect`](Self::connect) races a name's, starting with the family of the
+    /// first), or an [`EndpointPair`](crate::EndpointPair), whose local endpoint is
+    /// bound before connecting (Windows' `ConnectAsync(EndpointPair)`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for an empty list of addresses. Connection failures come as
+    /// `Closed(Err(_))`; with an `EndpointPair`, also `AddressFamilyNotSupported` when
+    /// the local and remote hosts have no address family in common, and the bind error
+    /// (`AddressAlreadyInUse`, `CannotAssignRequestedAddress`) when the local endpoint
+    /// cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use sockloop::{EndpointPair, Reactor, StreamSocket};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// // From 127.0.0.2 (any port) to 127.0.0.1:8080.
+    /// let pair = EndpointPair::new("127.0.0.2", 0, "127.0.0.1", 8080)?;
+    /// StreamSocket::connect_to(&mut reactor, pair, |_, _, _, event| println!("{event:?}"))?;
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn connect_to<S: 'static>(
+        reactor: &mut Reactor<S>,
+        destination: impl Into<Destination>,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>) + 'static,
+    ) -> Result<StreamSocket, Error> {
+        Self::connect_to_with(
+            reactor,
+            destination,
+            &StreamSocketControl::default(),
+            handler,
+        )
+    }
+
+    /// [`connect_to`](Self::connect_to) with the options in `control`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_to`](Self::connect_to).
+    pub fn connect_to_with<S: 'static>(
+        reactor: &mut Reactor<S>,
+        destination: impl Into<Destination>,
+        control: &StreamSocketControl,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>) + 'static,
+    ) -> Result<StreamSocket, Error> {
+        let destination = destination.into();
+        destination.check()?;
         let mut st = StreamState::new(None, Phase::Resolving, Some(Box::new(handler)));
-        st.cold().host = Some(HostName::from(first.ip()));
+        st.cold().host = destination.host_name();
         let key = reactor.sources.insert(Source::Stream(st));
         reactor.live += 1;
-        reactor.begin_connect_addresses(key, addresses.to_vec(), control);
+        reactor.begin_connect(key, destination, control);
         Ok(StreamSocket(key))
     }
 
@@ -481,9 +569,9 @@ impl StreamSocket {
     /// `InvalidHandle` if closed.
     pub fn information<S: 'static>(
         self,
-        reactor: &mut Reactor<S>,
+        reactor: &Reactor<S>,
     ) -> Result<StreamSocketInformation, Error> {
-        let st = reactor.stream_mut(self.0, "information")?;
+        let st = reactor.stream_ref(self.0, "information")?;
         let io = st.io.as_ref();
         // IPv4 peers of dual-stack sockets as IPv4, as `ConnectionReceived` has them.
         let remote_address = io.and_then(|s| s.peer_addr().ok()).map(canonical);
@@ -513,8 +601,8 @@ impl StreamSocket {
     /// # Errors
     ///
     /// `InvalidHandle` if closed.
-    pub fn queued_len<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<usize, Error> {
-        Ok(reactor.stream_mut(self.0, "queued len")?.out.len())
+    pub fn queued_len<S: 'static>(self, reactor: &Reactor<S>) -> Result<usize, Error> {
+        Ok(reactor.stream_ref(self.0, "queued len")?.out.len())
     }
 
     /// Takes the socket out of the reactor and returns it (still non-blocking). The
@@ -618,6 +706,17 @@ pub(crate) fn reset<S: 'static>(st: &mut StreamState<S>) {
 }
 
 impl<S: 'static> Reactor<S> {
+    pub(crate) fn stream_ref(
+        &self,
+        key: Key,
+        operation: &'static str,
+    ) -> Result<&StreamState<S>, Error> {
+        match self.sources.get(key) {
+            Some(Source::Stream(st)) if st.phase != Phase::Closed => Ok(st),
+            _ => Err(stale(operation)),
+        }
+    }
+
     pub(crate) fn stream_mut(
         &mut self,
         key: Key,
@@ -811,10 +910,10 @@ mod tests {
     #[test]
     fn idle_echoing_connection_holds_no_cold_state() {
         let mut reactor = Reactor::<Vec<StreamSocket>>::new().unwrap();
-        let listener = StreamSocketListener::bind_endpoint(
+        let listener = StreamSocketListener::bind(
             &mut reactor,
-            &HostName::new("127.0.0.1").unwrap(),
-            "0",
+            "127.0.0.1",
+            0,
             |reactor, accepted: &mut Vec<StreamSocket>, _, event| {
                 if let ListenerEvent::ConnectionReceived(conn) = event {
                     accepted.push(conn.socket);
@@ -830,7 +929,7 @@ mod tests {
             },
         )
         .unwrap();
-        let addr = listener.local_address(&mut reactor).unwrap();
+        let addr = listener.local_address(&reactor).unwrap();
         let mut accepted = Vec::new();
         let mut clients = Vec::new();
         for i in 0..3u8 {
@@ -868,7 +967,7 @@ mod tests {
         // One chunk served all three echoes and waits in the pool.
         assert_eq!(reactor.pool.idle(), 1);
         // The name of an accepted peer is its address, made on demand.
-        let info = accepted[0].information(&mut reactor).unwrap();
+        let info = accepted[0].information(&reactor).unwrap();
         assert_eq!(
             info.remote_host_name,
             Some(HostName::from(clients[0].local_addr().unwrap().ip()))

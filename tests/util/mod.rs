@@ -142,11 +142,10 @@ pub fn serve<S: 'static, H>(
 where
     H: FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>) + Clone + 'static,
 {
-    let host = sockloop::HostName::new("127.0.0.1").expect("host name");
     let listener = StreamSocketListener::bind_with(
         reactor,
-        Some(&host),
-        "0",
+        "127.0.0.1",
+        0,
         control,
         move |reactor, _state, _listener, event| {
             if let ListenerEvent::ConnectionReceived(conn) = event {

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
 
 use sockloop::{
-    HostName, ListenerEvent, Reactor, StreamEvent, StreamSocket, StreamSocketControl,
-    StreamSocketListener, StreamSocketListenerControl,
+    ListenerEvent, Reactor, StreamEvent, StreamSocket, StreamSocketControl, StreamSocketListener,
+    StreamSocketListenerControl,
 };
 
 /// Messages per tick.
@@ -95,7 +95,7 @@ pub fn sockloop(ready: Sender<SocketAddr>) {
         StreamSocketListenerControl::new().accepted(StreamSocketControl::new().no_delay(true));
     let listener = StreamSocketListener::bind_with(
         &mut reactor,
-        Some(&HostName::new("127.0.0.1").expect("host")),
+        "127.0.0.1",
         "0",
         &control,
         |reactor, _, _, event| {
@@ -105,7 +105,7 @@ pub fn sockloop(ready: Sender<SocketAddr>) {
         },
     )
     .expect("bind");
-    let addr = listener.local_address(&mut reactor).expect("address");
+    let addr = listener.local_address(&reactor).expect("address");
     ready.send(addr).expect("ready");
     reactor.run(&mut ()).expect("run");
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
 
-use sockloop::{HostName, ListenerEvent, Reactor, StreamEvent, StreamSocket, StreamSocketListener};
+use sockloop::{ListenerEvent, Reactor, StreamEvent, StreamSocket, StreamSocketListener};
 
 fn echo(reactor: &mut Reactor<()>, _: &mut (), socket: StreamSocket, event: StreamEvent<'_>) {
     match event {
@@ -19,18 +19,14 @@ fn echo(reactor: &mut Reactor<()>, _: &mut (), socket: StreamSocket, event: Stre
 
 pub fn serve(ready: Sender<SocketAddr>) {
     let mut reactor = Reactor::<()>::new().expect("reactor");
-    let listener = StreamSocketListener::bind_endpoint(
-        &mut reactor,
-        &HostName::new("127.0.0.1").expect("host"),
-        "0",
-        |reactor, _, _, event| {
+    let listener =
+        StreamSocketListener::bind(&mut reactor, "127.0.0.1", "0", |reactor, _, _, event| {
             if let ListenerEvent::ConnectionReceived(conn) = event {
                 let _ = conn.socket.set_handler(reactor, echo);
             }
-        },
-    )
-    .expect("bind");
-    let addr = listener.local_address(&mut reactor).expect("address");
+        })
+        .expect("bind");
+    let addr = listener.local_address(&reactor).expect("address");
     ready.send(addr).expect("ready");
     reactor.run(&mut ()).expect("run");
 }

@@ -71,6 +71,14 @@ pub(super) fn excerpt(s: &str) -> String {
 /// Parses host name text. See `HostName::new` for the accepted forms.
 pub(super) fn parse(input: &str) -> Result<Parsed> {
     check_characters(input)?;
+    if let Some((host, port)) = split_host_port(input) {
+        return Err(invalid(format!(
+            "{} has a port: put the port in the service argument, as in \
+             connect(&mut reactor, {}, {port}, handler)",
+            excerpt(input),
+            excerpt(host).replace('\'', "\""),
+        )));
+    }
     if input.starts_with('[') || input.ends_with(']') || input.contains(':') {
         return parse_ipv6(input);
     }
@@ -236,6 +244,19 @@ fn parse_ipv6(input: &str) -> Result<Parsed> {
         zone,
         scope_id,
     })
+}
+
+/// `example.com:80`, `1.2.3.4:80` or `[::1]:80`: the host and the port, apart.
+fn split_host_port(s: &str) -> Option<(&str, &str)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, port) = rest.split_once("]:")?;
+        let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+        return digits.then_some((host, port));
+    }
+    if looks_like_name_and_port(s) {
+        return s.split_once(':');
+    }
+    None
 }
 
 /// `name:80` or `1.2.3.4:80`: one colon followed by a decimal number.
