@@ -2,10 +2,11 @@
 //! enough, a timerfd where it is not.
 //!
 //! epoll takes its timeout in whole milliseconds, and mio rounds up so as never to
-//! wake early: a 100 µs wait became 1 ms, a 1.5 ms one 2 ms. For a deadline whose
-//! rounding would make it late by more than [`TOLERANCE`], the clock arms a timerfd
-//! (`CLOCK_MONOTONIC`, absolute time) registered in the poll under [`CLOCK`], and the
-//! poll waits for it.
+//! wake early: a 100 µs wait became 1 ms, a 1.5 ms one 2 ms; and the kernel lets an
+//! epoll timeout run late by its timer slack (50 µs, or 0.1% of the wait if more). For
+//! a deadline nearer than [`FAR`], or whose rounding would make it late by more than
+//! [`TOLERANCE`], the clock arms a timerfd (`CLOCK_MONOTONIC`, absolute time, no
+//! slack) registered in the poll under [`CLOCK`], and the poll waits for it.
 //!
 //! Why a timerfd rather than `epoll_pwait2` (nanosecond timeouts, Linux 5.11): mio owns
 //! the epoll call and its event buffer, and offers no way to fill `mio::Events` from a
@@ -14,8 +15,9 @@
 //!
 //! What it costs:
 //! - Nothing when no deadline is pending, when the wait is zero, or when the deadline
-//!   falls on a whole millisecond from now (within [`TOLERANCE`]): `turn(Some(10 ms))`
-//!   and a `run` with no timers make the same system calls as before. The descriptor
+//!   is at least [`FAR`] away and falls on a whole millisecond from now (within
+//!   [`TOLERANCE`]): `turn(Some(100 ms))` and a `run` with no timers make the same
+//!   system calls as before. The descriptor
 //!   is created on first use, so a reactor that never needs it never has one.
 //! - One `timerfd_settime` when the earliest deadline changes; none on the turns that
 //!   follow while it stays the same (the time is absolute, so the arming stays right).
@@ -39,6 +41,11 @@ pub(crate) const CLOCK: Token = Token(usize::MAX - 1);
 /// timerfd is used instead. The kernel adds its own slack to an epoll timeout (the
 /// thread's timer slack, 50 µs by default, or 0.1% of the wait if larger).
 pub(crate) const TOLERANCE: Duration = Duration::from_micros(20);
+
+/// From how far away a deadline a whole number of milliseconds from now is left to
+/// epoll's timeout. Nearer, the kernel's slack on that timeout (50 µs at least) would
+/// be a large part of the wait, and the timerfd (no slack) times it instead.
+pub(crate) const FAR: Duration = Duration::from_millis(20);
 
 /// A second chance should the timerfd never fire (it always should): the poll's own
 /// timeout is set this far past the deadline, so no wait can hang.
@@ -67,7 +74,7 @@ impl Clock {
     ) -> Option<Duration> {
         let deadline = deadline?;
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || rounding(left) <= TOLERANCE || self.broken {
+        if left.is_zero() || self.broken || (left >= FAR && rounding(left) <= TOLERANCE) {
             // mio rounds `left` up to whole milliseconds: never early.
             return Some(left);
         }
@@ -138,6 +145,23 @@ mod tests {
         );
         assert_eq!(arms, 0);
         assert!(clock.fd.is_none());
+    }
+
+    #[test]
+    fn far_whole_milliseconds_need_no_timerfd() {
+        let poll = Poll::new().unwrap();
+        let mut clock = Clock::default();
+        let mut arms = 0;
+        // Measured from a moment ago: the rounding is the time since, microseconds at
+        // most unless the machine stalls the test (then the timerfd is right).
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let wait = clock.wait_for(&poll, Some(deadline), &mut arms).unwrap();
+        assert!(wait <= Duration::from_millis(50));
+        assert!(arms <= 1);
+        // Near: the timerfd, whatever the rounding.
+        let deadline = Instant::now() + Duration::from_millis(5);
+        clock.wait_for(&poll, Some(deadline), &mut arms).unwrap();
+        assert!(arms >= 1);
     }
 
     #[test]

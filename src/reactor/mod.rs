@@ -253,7 +253,8 @@ pub struct Stats {
     /// [`Builder::catch_handler_panics`]).
     pub handler_panics: u64,
     /// Times the precise clock (a timerfd) was armed: once each time the earliest
-    /// deadline changes, when that deadline is not a whole number of milliseconds away.
+    /// deadline changes, unless that deadline is far (20 ms or more) and a whole number
+    /// of milliseconds away.
     /// See [`Reactor::turn`].
     pub timer_arms: u64,
 }
@@ -405,12 +406,13 @@ impl<S: 'static> Reactor<S> {
     ///
     /// A turn that nothing wakes returns once `timeout` has passed, never before; a
     /// timer fires once its deadline has passed, never before. Both are precise to
-    /// microseconds, not rounded up to epoll's milliseconds: a wait whose end falls
-    /// between two milliseconds is timed by a timerfd, armed once each time the
-    /// earliest deadline changes ([`Stats::timer_arms`]). A wait of whole milliseconds
-    /// (`turn(Some(Duration::from_millis(10)))`) uses epoll's own timeout and costs
-    /// nothing extra; the kernel may add its timer slack to it (50 µs by default, or
-    /// 0.1% of the wait if longer). A signal interrupting the poll ends the turn early,
+    /// microseconds, not rounded up to epoll's milliseconds: a wait shorter than 20 ms,
+    /// or whose end falls between two milliseconds, is timed by a timerfd, armed once
+    /// each time the earliest deadline changes ([`Stats::timer_arms`]). A longer wait
+    /// of whole milliseconds (`turn(Some(Duration::from_millis(100)))`) uses epoll's
+    /// own timeout and costs nothing extra; the kernel may add its timer slack to it
+    /// (50 µs by default, or 0.1% of the wait if more). A signal interrupting the poll
+    /// ends the turn early,
     /// with 0 events.
     ///
     /// For embedding in another loop: wait on [`as_raw_fd`](AsRawFd::as_raw_fd) for
