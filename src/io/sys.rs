@@ -6,11 +6,14 @@
 //!   (`LISTEN_FDS`), after checking it is one.
 //! - [`set_nonblocking`]: `O_NONBLOCK` on foreign descriptors (stdin, pipes).
 //! - [`borrow_fd`]: `AsFd` for types that only offer `AsRawFd` (the poller).
+//! - [`timerfd_monotonic`], [`timerfd_arm_at`]: a timer descriptor that wakes the poller
+//!   at an exact `Instant`, for deadlines finer than epoll's millisecond timeout.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Instant;
 
 /// The part of `struct tcp_info` sockloop reports.
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +118,73 @@ pub(crate) fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> 
     Ok(n)
 }
 
+/// A new one-shot timer descriptor on `CLOCK_MONOTONIC` (the clock of `Instant`),
+/// non-blocking and close-on-exec, disarmed.
+pub(crate) fn timerfd_monotonic() -> io::Result<OwnedFd> {
+    // SAFETY: timerfd_create takes no pointers; it returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Arms timer descriptor `fd` (from [`timerfd_monotonic`]) to expire once, at `deadline`
+/// or later, never earlier; a deadline already past expires at once. Replaces any
+/// earlier arming and clears an expiry not yet read.
+///
+/// `Instant` does not expose its `CLOCK_MONOTONIC` value, so the absolute time is the
+/// clock read now plus what is left until `deadline` measured from an `Instant` read
+/// just before: the clock read comes second, so the sum can only err late (by the
+/// nanoseconds between the two reads).
+pub(crate) fn timerfd_arm_at(fd: BorrowedFd<'_>, deadline: Instant) -> io::Result<()> {
+    let before = Instant::now();
+    let left = deadline.saturating_duration_since(before);
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a live, writable timespec; clock_gettime writes only into it.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let nanos = i128::from(now.tv_nsec) + i128::from(left.subsec_nanos());
+    let secs = i128::from(now.tv_sec) + i128::from(left.as_secs()) + nanos / 1_000_000_000;
+    let value = libc::timespec {
+        // A deadline beyond the clock's range (centuries away) is clamped: it never comes.
+        tv_sec: secs.min(i128::from(libc::time_t::MAX / 2)) as libc::time_t,
+        tv_nsec: (nanos % 1_000_000_000) as _,
+    };
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        // Never all zero (that would disarm): the monotonic clock is past its epoch.
+        it_value: value,
+    };
+    // SAFETY: `spec` is a valid itimerspec that outlives the call; the old value is not
+    // asked for (null); `fd` stays open for the borrow.
+    let rc = unsafe {
+        libc::timerfd_settime(
+            fd.as_raw_fd(),
+            libc::TFD_TIMER_ABSTIME,
+            &spec,
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +206,27 @@ mod tests {
         assert!(inherited_listener(100_000).is_err());
         let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         assert!(inherited_listener(c.as_raw_fd()).is_err());
+    }
+
+    #[test]
+    fn timerfd_expires_at_the_deadline_not_before() {
+        use std::os::fd::AsFd;
+        use std::time::Duration;
+        let fd = timerfd_monotonic().unwrap();
+        let start = Instant::now();
+        let deadline = start + Duration::from_micros(300);
+        timerfd_arm_at(fd.as_fd(), deadline).unwrap();
+        let mut ticks = [0u8; 8];
+        let mut file = std::fs::File::from(fd);
+        loop {
+            match std::io::Read::read(&mut file, &mut ticks) {
+                Ok(8) => break,
+                Ok(n) => panic!("short read of {n}"),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(Instant::now() >= deadline);
+        assert_eq!(u64::from_ne_bytes(ticks), 1);
     }
 }

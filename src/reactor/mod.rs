@@ -1,5 +1,6 @@
 //! The loop: poll, dispatch, timers, cross-thread wake-ups.
 
+mod clock;
 mod fd;
 pub(crate) mod registry;
 mod remote;
@@ -22,6 +23,7 @@ use crate::net::listener::ListenerState;
 use crate::net::resolver::Resolver;
 use crate::net::stream::StreamState;
 
+use clock::{Clock, CLOCK};
 pub use fd::{set_nonblocking, FdEvent, FdSource, Interest};
 pub(crate) use registry::Key;
 use registry::{Registry, WAKER};
@@ -250,6 +252,11 @@ pub struct Stats {
     /// Handlers that panicked (each closed its socket, see
     /// [`Builder::catch_handler_panics`]).
     pub handler_panics: u64,
+    /// Times the precise clock (a timerfd) was armed: once each time the earliest
+    /// deadline changes, unless that deadline is far (20 ms or more) and a whole number
+    /// of milliseconds away.
+    /// See [`Reactor::turn`].
+    pub timer_arms: u64,
 }
 
 /// The event loop: owns the poller, every socket, timer and handler.
@@ -285,6 +292,8 @@ pub struct Reactor<S: 'static = ()> {
     events: Option<Events>,
     pub(crate) sources: Registry<Source<S>>,
     pub(crate) timers: Timers<TimerAction<S>>,
+    /// Wakes the poll at deadlines finer than a millisecond.
+    clock: Clock,
     pub(crate) config: Config,
     pub(crate) scratch: Vec<u8>,
     pub(crate) pool: BufPool,
@@ -345,6 +354,7 @@ impl<S: 'static> Reactor<S> {
             events: Some(Events::with_capacity(config.event_capacity)),
             sources: Registry::new(),
             timers: Timers::new(),
+            clock: Clock::default(),
             scratch: vec![0; config.scratch_size],
             pool: BufPool::new(config.pool_chunks),
             config,
@@ -392,6 +402,19 @@ impl<S: 'static> Reactor<S> {
     /// Polls once, waiting at most `timeout` (`None`: until something happens), and
     /// dispatches what happened. Returns the number of kernel events handled.
     ///
+    /// # Timing
+    ///
+    /// A turn that nothing wakes returns once `timeout` has passed, never before; a
+    /// timer fires once its deadline has passed, never before. Both are precise to
+    /// microseconds, not rounded up to epoll's milliseconds: a wait shorter than 20 ms,
+    /// or whose end falls between two milliseconds, is timed by a timerfd, armed once
+    /// each time the earliest deadline changes ([`Stats::timer_arms`]). A longer wait
+    /// of whole milliseconds (`turn(Some(Duration::from_millis(100)))`) uses epoll's
+    /// own timeout and costs nothing extra; the kernel may add its timer slack to it
+    /// (50 µs by default, or 0.1% of the wait if more). A signal interrupting the poll
+    /// ends the turn early,
+    /// with 0 events.
+    ///
     /// For embedding in another loop: wait on [`as_raw_fd`](AsRawFd::as_raw_fd) for
     /// readability and at most [`timeout`](Reactor::timeout), then call
     /// `turn(state, Some(Duration::ZERO))`.
@@ -404,17 +427,18 @@ impl<S: 'static> Reactor<S> {
         if self.dispatching {
             return Err(inside_handler("turn"));
         }
+        // The turn's own deadline, from its start: it never returns before it (unless
+        // something happens).
+        let no_wait = timeout == Some(Duration::ZERO);
+        let until = timeout.filter(|t| !t.is_zero()).map(deadline_after);
         // Work left by calls made outside any handler (a `close` or `abort` between
         // turns) runs first. If there was some, handlers may have run (a `Closed` was
         // delivered) and the caller's condition changed: do not block this turn.
         let had_deferred = !self.deferred.is_empty();
         self.after_dispatch(state);
         self.resume_panic();
-        let wait = if had_deferred {
-            Some(Duration::ZERO)
-        } else {
-            self.poll_timeout(timeout)
-        };
+        let immediate =
+            no_wait || had_deferred || !self.ready.is_empty() || !self.deferred.is_empty();
         // Sources that went over their budget last turn are served after this turn's
         // events; those that go over budget now wait for the next turn, so a budget is
         // per turn.
@@ -423,21 +447,18 @@ impl<S: 'static> Reactor<S> {
             .events
             .take()
             .unwrap_or_else(|| Events::with_capacity(self.config.event_capacity));
-        self.stats.turns += 1;
-        if let Err(e) = self.poll.poll(&mut events, wait) {
-            self.events = Some(events);
-            self.ready = carried;
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                return Ok(0);
-            }
-            return Err(Error::from_io("poll", e));
-        }
-        let mut count = 0;
-        for event in events.iter() {
-            count += 1;
-            self.dispatch(state, event);
-        }
+        let polled = self.poll_and_dispatch(state, &mut events, until, immediate);
         self.events = Some(events);
+        let count = match polled {
+            Ok(count) => count,
+            Err(e) => {
+                self.ready = carried;
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    return Ok(0);
+                }
+                return Err(Error::from_io("poll", e));
+            }
+        };
         self.stats.events += count as u64;
         self.serve_ready(state, carried);
         self.fire_timers(state);
@@ -463,7 +484,11 @@ impl<S: 'static> Reactor<S> {
     /// How long the reactor may sleep before it has work: until the next timer, zero if
     /// something is ready now, `None` if only kernel events can wake it.
     pub fn timeout(&mut self) -> Option<Duration> {
-        self.poll_timeout(None)
+        if !self.ready.is_empty() || !self.deferred.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let deadline = self.timers.next_deadline()?;
+        Some(deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Counters of what the reactor did.
@@ -539,15 +564,44 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
-    fn poll_timeout(&mut self, timeout: Option<Duration>) -> Option<Duration> {
-        if !self.ready.is_empty() || !self.deferred.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        match self.timers.next_deadline() {
-            None => timeout,
-            Some(deadline) => {
-                let until = deadline.saturating_duration_since(Instant::now());
-                Some(timeout.map_or(until, |t| t.min(until)))
+    /// Polls until kernel events come or a deadline (`until`, or the earliest timer's)
+    /// is reached, and dispatches the events; returns how many there were. The clock's
+    /// own event is not one: a wake-up by the clock alone before any deadline (an arming
+    /// left by a cancelled timer) polls again, so a turn never ends early.
+    fn poll_and_dispatch(
+        &mut self,
+        state: &mut S,
+        events: &mut Events,
+        until: Option<Instant>,
+        immediate: bool,
+    ) -> std::io::Result<usize> {
+        loop {
+            let wait = if immediate {
+                Some(Duration::ZERO)
+            } else {
+                let deadline = match (until, self.timers.next_deadline()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                self.clock
+                    .wait_for(&self.poll, deadline, &mut self.stats.timer_arms)
+            };
+            self.stats.turns += 1;
+            self.poll.poll(events, wait)?;
+            let mut count = 0;
+            for event in events.iter() {
+                if event.token() != CLOCK {
+                    count += 1;
+                    self.dispatch(state, event);
+                }
+            }
+            if count > 0 || immediate {
+                return Ok(count);
+            }
+            let now = Instant::now();
+            let reached = |d: Option<Instant>| d.is_some_and(|d| d <= now);
+            if reached(until) || reached(self.timers.next_deadline()) {
+                return Ok(0);
             }
         }
     }
