@@ -483,7 +483,7 @@ impl<S: 'static> Reactor<S> {
 
     /// How long the reactor may sleep before it has work: until the next timer, zero if
     /// something is ready now, `None` if only kernel events can wake it.
-    pub fn timeout(&mut self) -> Option<Duration> {
+    pub fn timeout(&self) -> Option<Duration> {
         if !self.ready.is_empty() || !self.deferred.is_empty() {
             return Some(Duration::ZERO);
         }

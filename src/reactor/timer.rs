@@ -73,6 +73,7 @@ impl<A> Timers<A> {
                 self.push(deadline, seq, key);
             }
         }
+        self.settle_top();
         true
     }
 
@@ -80,6 +81,7 @@ impl<A> Timers<A> {
     pub(crate) fn cancel(&mut self, key: Key) -> Option<Option<A>> {
         let entry = self.entries.remove(key)?;
         self.maybe_compact();
+        self.settle_top();
         Some(entry.action)
     }
 
@@ -91,13 +93,17 @@ impl<A> Timers<A> {
         self.entries.get(key).and_then(|e| e.deadline)
     }
 
-    /// The earliest live deadline.
-    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
-        self.settle_top().map(|(deadline, _)| deadline)
+    /// The earliest live deadline: the top of the heap, which every change leaves
+    /// settled (see [`Timers::settle_top`]).
+    #[inline]
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|&Reverse((deadline, ..))| deadline)
     }
 
     /// Drops stale entries from the top of the heap and moves a timer reset to a
-    /// later deadline to its place, until the top is a timer's true deadline.
+    /// later deadline to its place, until the top is a timer's true deadline. Called
+    /// after every change that can unsettle the top, so that reading the next
+    /// deadline is a peek.
     fn settle_top(&mut self) -> Option<(Instant, Key)> {
         loop {
             let &Reverse((deadline, seq, index, gen)) = self.heap.peek()?;
@@ -131,12 +137,14 @@ impl<A> Timers<A> {
                 return None;
             }
             self.heap.pop();
-            let entry = self.entries.get_mut(key)?;
-            entry.deadline = None;
-            entry.queued = None;
-            match entry.action.take() {
-                Some(action) => return Some((key, action)),
-                None => continue,
+            let action = self.entries.get_mut(key).and_then(|entry| {
+                entry.deadline = None;
+                entry.queued = None;
+                entry.action.take()
+            });
+            self.settle_top();
+            if let Some(action) = action {
+                return Some((key, action));
             }
         }
     }
@@ -175,6 +183,7 @@ impl<A> Timers<A> {
                 Some(e) if e.queued == Some((deadline, seq)))
         });
         self.heap = BinaryHeap::from(items);
+        self.settle_top();
     }
 
     #[cfg(test)]
@@ -195,6 +204,24 @@ mod tests {
             t.finish(key, a);
         }
         out
+    }
+
+    #[test]
+    fn the_next_deadline_is_read_without_changing_anything() {
+        let mut t = Timers::new();
+        let now = Instant::now();
+        let ms = |n| now + Duration::from_millis(n);
+        let a = t.insert(ms(10), 1);
+        let b = t.insert(ms(20), 2);
+        assert_eq!(t.next_deadline(), Some(ms(10)));
+        t.reset(a, ms(30)); // the top moved later: the next is b
+        assert_eq!(t.next_deadline(), Some(ms(20)));
+        t.cancel(b); // the top cancelled
+        assert_eq!(t.next_deadline(), Some(ms(30)));
+        t.reset(a, ms(5));
+        assert_eq!(t.next_deadline(), Some(ms(5)));
+        assert_eq!(fire_all(&mut t, ms(5)), vec![1]);
+        assert_eq!(t.next_deadline(), None);
     }
 
     #[test]
