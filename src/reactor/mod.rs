@@ -558,7 +558,10 @@ impl<S: 'static> Reactor<S> {
             self.woken(state);
             return;
         }
-        let key = Key::from_token(token);
+        let Some(key) = self.sources.key_of(token) else {
+            self.stats.stale_events += 1;
+            return;
+        };
         match self.sources.get(key) {
             None => self.stats.stale_events += 1,
             Some(Source::Stream(_)) => self.stream_event(state, key, event),

@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use super::registry::{Key, Registry};
+use super::registry::{Key, Layout, Registry};
 
 struct Entry<A> {
     /// `None` while the timer's action is running (it fired and was not re-armed yet).
@@ -29,7 +29,8 @@ pub(crate) struct Timers<A> {
 impl<A> Timers<A> {
     pub(crate) fn new() -> Timers<A> {
         Timers {
-            entries: Registry::new(),
+            // Timer keys are never tokens: 32-bit versions on every target.
+            entries: Registry::with_layout(Layout::WIDE),
             heap: BinaryHeap::new(),
             seq: 0,
         }
