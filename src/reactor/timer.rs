@@ -6,6 +6,11 @@
 //! and the heap is rebuilt when they outnumber the live ones, so memory stays
 //! proportional to the number of live timers. Equal deadlines fire in the order they
 //! were set (the sequence number breaks ties).
+//!
+//! Every timer has an [`Owner`], and every call that names a timer by its key says
+//! whose timer it means: a user's `TimerId` (stale, or forged from another timer's
+//! key) never reaches the reactor's own timers (connect timeouts, linger), and an
+//! internal key never reaches a user's timer.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -13,7 +18,17 @@ use std::time::Instant;
 
 use super::registry::{Key, Layout, Registry};
 
+/// Who set a timer, and so who may move or cancel it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Owner {
+    /// The application, through a `TimerId`.
+    User,
+    /// The reactor itself (connect timeouts, linger, accept retries).
+    Reactor,
+}
+
 struct Entry<A> {
+    owner: Owner,
     /// `None` while the timer's action is running (it fired and was not re-armed yet).
     deadline: Option<Instant>,
     seq: u64,
@@ -40,9 +55,10 @@ impl<A> Timers<A> {
         self.entries.len()
     }
 
-    pub(crate) fn insert(&mut self, deadline: Instant, action: A) -> Key {
+    pub(crate) fn insert(&mut self, deadline: Instant, owner: Owner, action: A) -> Key {
         let seq = self.next_seq();
         let key = self.entries.insert(Entry {
+            owner,
             deadline: Some(deadline),
             seq,
             action: Some(action),
@@ -51,10 +67,11 @@ impl<A> Timers<A> {
         key
     }
 
-    /// Moves the deadline of a pending (or currently firing) timer. `false` if gone.
-    pub(crate) fn reset(&mut self, key: Key, deadline: Instant) -> bool {
+    /// Moves the deadline of a pending (or currently firing) timer of `owner`.
+    /// `false` if gone (or not `owner`'s).
+    pub(crate) fn reset(&mut self, key: Key, owner: Owner, deadline: Instant) -> bool {
         let seq = self.next_seq();
-        let Some(entry) = self.entries.get_mut(key) else {
+        let Some(entry) = self.entries.get_mut(key).filter(|e| e.owner == owner) else {
             return false;
         };
         entry.deadline = Some(deadline);
@@ -63,19 +80,26 @@ impl<A> Timers<A> {
         true
     }
 
-    /// Removes a timer; returns its action unless it is the one firing now.
-    pub(crate) fn cancel(&mut self, key: Key) -> Option<Option<A>> {
+    /// Removes a timer of `owner`; returns its action unless it is the one firing now.
+    /// `None` if gone (or not `owner`'s).
+    pub(crate) fn cancel(&mut self, key: Key, owner: Owner) -> Option<Option<A>> {
+        if !self.contains(key, owner) {
+            return None;
+        }
         let entry = self.entries.remove(key)?;
         self.maybe_compact();
         Some(entry.action)
     }
 
-    pub(crate) fn contains(&self, key: Key) -> bool {
-        self.entries.get(key).is_some()
+    pub(crate) fn contains(&self, key: Key, owner: Owner) -> bool {
+        matches!(self.entries.get(key), Some(e) if e.owner == owner)
     }
 
-    pub(crate) fn deadline(&self, key: Key) -> Option<Instant> {
-        self.entries.get(key).and_then(|e| e.deadline)
+    pub(crate) fn deadline(&self, key: Key, owner: Owner) -> Option<Instant> {
+        self.entries
+            .get(key)
+            .filter(|e| e.owner == owner)
+            .and_then(|e| e.deadline)
     }
 
     /// The earliest live deadline.
@@ -162,6 +186,7 @@ impl<A> Timers<A> {
 mod tests {
     use super::*;
     use std::time::Duration;
+    use Owner::{Reactor, User};
 
     fn fire_all(t: &mut Timers<u32>, now: Instant) -> Vec<u32> {
         let mut out = Vec::new();
@@ -177,7 +202,7 @@ mod tests {
         let mut t = Timers::new();
         let now = Instant::now();
         for i in 0..100 {
-            t.insert(now, i);
+            t.insert(now, User, i);
         }
         assert_eq!(fire_all(&mut t, now), (0..100).collect::<Vec<_>>());
         assert_eq!(t.len(), 0);
@@ -187,15 +212,15 @@ mod tests {
     fn reset_and_cancel() {
         let mut t = Timers::new();
         let now = Instant::now();
-        let a = t.insert(now + Duration::from_millis(10), 1);
-        let b = t.insert(now + Duration::from_millis(20), 2);
-        let c = t.insert(now + Duration::from_millis(30), 3);
-        assert!(t.reset(a, now + Duration::from_millis(40)));
-        assert_eq!(t.cancel(b), Some(Some(2)));
-        assert_eq!(t.cancel(b), None);
+        let a = t.insert(now + Duration::from_millis(10), User, 1);
+        let b = t.insert(now + Duration::from_millis(20), User, 2);
+        let c = t.insert(now + Duration::from_millis(30), User, 3);
+        assert!(t.reset(a, User, now + Duration::from_millis(40)));
+        assert_eq!(t.cancel(b, User), Some(Some(2)));
+        assert_eq!(t.cancel(b, User), None);
         assert_eq!(t.next_deadline(), Some(now + Duration::from_millis(30)));
         assert_eq!(fire_all(&mut t, now + Duration::from_millis(35)), vec![3]);
-        assert!(!t.contains(c));
+        assert!(!t.contains(c, User));
         assert_eq!(fire_all(&mut t, now + Duration::from_millis(45)), vec![1]);
         assert_eq!(t.next_deadline(), None);
     }
@@ -204,12 +229,12 @@ mod tests {
     fn rearm_while_firing_keeps_the_action() {
         let mut t = Timers::new();
         let now = Instant::now();
-        let a = t.insert(now, 7);
+        let a = t.insert(now, User, 7);
         let (key, action) = t.pop_expired(now).unwrap();
         assert_eq!(key, a);
-        assert!(t.reset(a, now + Duration::from_millis(5)));
+        assert!(t.reset(a, User, now + Duration::from_millis(5)));
         t.finish(key, action);
-        assert!(t.contains(a));
+        assert!(t.contains(a, User));
         assert_eq!(t.pop_expired(now), None);
         assert_eq!(fire_all(&mut t, now + Duration::from_millis(5)), vec![7]);
     }
@@ -219,15 +244,36 @@ mod tests {
         let mut t = Timers::new();
         let now = Instant::now();
         let keys: Vec<_> = (0..100_000u32)
-            .map(|i| t.insert(now + Duration::from_secs(1 + u64::from(i % 50)), i))
+            .map(|i| t.insert(now + Duration::from_secs(1 + u64::from(i % 50)), User, i))
             .collect();
         for round in 0..10u64 {
             for k in &keys {
-                t.reset(*k, now + Duration::from_secs(100 + round));
+                t.reset(*k, User, now + Duration::from_secs(100 + round));
             }
         }
         assert!(t.heap_len() <= 2 * keys.len() + 64, "heap {}", t.heap_len());
         assert_eq!(t.len(), 100_000);
         assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(109)));
+    }
+
+    #[test]
+    fn a_key_reaches_only_its_owners_timers() {
+        let mut t = Timers::new();
+        let now = Instant::now();
+        let internal = t.insert(now + Duration::from_secs(60), Reactor, 1);
+        let user = t.insert(now + Duration::from_secs(60), User, 2);
+        assert!(!t.reset(internal, User, now));
+        assert_eq!(t.cancel(internal, User), None);
+        assert_eq!(t.deadline(internal, User), None);
+        assert!(!t.contains(internal, User));
+        assert!(!t.reset(user, Reactor, now));
+        assert_eq!(t.cancel(user, Reactor), None);
+        assert_eq!(
+            t.deadline(internal, Reactor),
+            Some(now + Duration::from_secs(60))
+        );
+        assert_eq!(t.cancel(internal, Reactor), Some(Some(1)));
+        assert_eq!(t.cancel(user, User), Some(Some(2)));
+        assert_eq!(t.len(), 0);
     }
 }
