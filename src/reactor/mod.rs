@@ -752,8 +752,9 @@ impl<S: 'static> AsRawFd for Reactor<S> {
 }
 
 impl<S: 'static> AsFd for Reactor<S> {
+    /// The epoll descriptor, borrowed from the poller (mio's `AsFd` for `Registry`).
     fn as_fd(&self) -> BorrowedFd<'_> {
-        crate::io::sys::borrow_fd(&self.poll)
+        self.poll.registry().as_fd()
     }
 }
 
