@@ -674,7 +674,7 @@ impl<S: 'static> Reactor<S> {
             Some(Source::Listener(_)) => self.finish_listener(state, key, result),
             Some(Source::Fd(_)) => {
                 if let Some(Source::Fd(fd)) = self.sources.remove(key) {
-                    fd.deregister(&self.poll);
+                    fd.close(&self.poll);
                     self.live -= 1;
                 }
             }
