@@ -10,7 +10,7 @@
 //! program exits when the peer closes too.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use sockloop::{
@@ -98,7 +98,7 @@ fn start_stdin(reactor: &mut Reactor<Cat>, cat: &mut Cat) {
         cat.stdin_done = true;
         return;
     }
-    match reactor.register_fd(stdin.as_raw_fd(), Interest::Readable, on_stdin) {
+    match reactor.register_fd(stdin, Interest::Readable, on_stdin) {
         Ok(source) => cat.stdin = Some(source),
         Err(e) => {
             // A regular file (`< file`) cannot be polled: send it whole instead.
@@ -147,7 +147,13 @@ fn on_socket(
     }
 }
 
-fn on_stdin(reactor: &mut Reactor<Cat>, cat: &mut Cat, _source: FdSource, _event: FdEvent) {
+fn on_stdin(
+    reactor: &mut Reactor<Cat>,
+    cat: &mut Cat,
+    _source: FdSource,
+    _stdin: &mut io::Stdin,
+    _event: FdEvent,
+) {
     pump_stdin(reactor, cat);
 }
 

@@ -328,7 +328,7 @@ fn turn_inside_a_handler_is_an_error() {
         let e = r.run(errs).unwrap_err();
         errs.push(e.status());
     });
-    r.register_fd(b.as_raw_fd(), Interest::Readable, |r, errs, src, _| {
+    r.register_fd(b, Interest::Readable, |r, errs, src, _, _| {
         let e = r.turn(errs, None).unwrap_err();
         errs.push(e.status());
         r.deregister_fd(src).unwrap();
@@ -520,13 +520,17 @@ fn foreign_fd_readiness_and_deregister() {
     b.set_nonblocking(true).unwrap();
     let b = std::rc::Rc::new(b);
     let mut r = Reactor::<FdLog>::new().unwrap();
-    let reader = b.clone();
+    // A shared owner: the reactor's clone goes at deregistration, `b` stays open.
     let src = r
-        .register_fd(b.as_raw_fd(), Interest::Readable, move |_, log, _, ev| {
-            assert!(ev.readable || ev.closed, "{ev:?}");
-            log.calls += 1;
-            drain(&reader, log);
-        })
+        .register_fd(
+            b.clone(),
+            Interest::Readable,
+            move |_, log, _, reader, ev| {
+                assert!(ev.readable || ev.closed, "{ev:?}");
+                log.calls += 1;
+                drain(reader, log);
+            },
+        )
         .unwrap();
     let mut log = FdLog::default();
     // Nothing to read: no call.
@@ -558,9 +562,9 @@ fn foreign_fd_sees_the_peer_close_and_deregisters_itself() {
     let (a, b) = UnixStream::pair().unwrap();
     b.set_nonblocking(true).unwrap();
     let mut r = Reactor::<FdLog>::new().unwrap();
-    r.register_fd(b.as_raw_fd(), Interest::Readable, move |r, log, src, ev| {
+    r.register_fd(b, Interest::Readable, move |r, log, src, b, ev| {
         log.calls += 1;
-        if drain(&b, log) {
+        if drain(b, log) {
             assert!(ev.closed || ev.readable, "{ev:?}");
             log.closed = true;
             r.deregister_fd(src).unwrap();
@@ -580,7 +584,7 @@ fn foreign_fd_writable() {
     let (a, _b) = UnixStream::pair().unwrap();
     a.set_nonblocking(true).unwrap();
     let mut r = Reactor::<FdLog>::new().unwrap();
-    r.register_fd(a.as_raw_fd(), Interest::Writable, |r, log, src, ev| {
+    r.register_fd(a, Interest::Writable, |r, log, src, _, ev| {
         assert!(ev.writable, "{ev:?}");
         log.calls += 1;
         r.deregister_fd(src).unwrap();
@@ -596,7 +600,7 @@ fn register_fd_refuses_a_regular_file() {
     let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
     let mut r = Reactor::<()>::new().unwrap();
     assert!(r
-        .register_fd(file.as_raw_fd(), Interest::Readable, |_, _, _, _| {})
+        .register_fd(file, Interest::Readable, |_, _, _, _, _| {})
         .is_err());
     // Nothing was left registered.
     let t = Instant::now();
@@ -612,9 +616,9 @@ fn embedding_poll_the_reactor_fd_then_turn() {
     let (a, b) = UnixStream::pair().unwrap();
     b.set_nonblocking(true).unwrap();
     let mut r = Reactor::<FdLog>::new().unwrap();
-    r.register_fd(b.as_raw_fd(), Interest::Readable, move |_, log, _, _| {
+    r.register_fd(b, Interest::Readable, move |_, log, _, b, _| {
         log.calls += 1;
-        drain(&b, log);
+        drain(b, log);
     })
     .unwrap();
 
@@ -746,16 +750,19 @@ fn registering_an_fd_twice_fails_and_keeps_the_first() {
     b.set_nonblocking(true).unwrap();
     let b = std::rc::Rc::new(b);
     let mut r = Reactor::<FdLog>::new().unwrap();
-    let reader = b.clone();
     let first = r
-        .register_fd(b.as_raw_fd(), Interest::Readable, move |r, log, src, _| {
-            log.calls += 1;
-            drain(&reader, log);
-            r.deregister_fd(src).unwrap();
-        })
+        .register_fd(
+            b.clone(),
+            Interest::Readable,
+            move |r, log, src, reader, _| {
+                log.calls += 1;
+                drain(reader, log);
+                r.deregister_fd(src).unwrap();
+            },
+        )
         .unwrap();
     assert!(r
-        .register_fd(b.as_raw_fd(), Interest::Readable, |_, _, _, _| {
+        .register_fd(b.clone(), Interest::Readable, |_, _, _, _, _| {
             panic!("the second registration got an event")
         })
         .is_err());
@@ -778,37 +785,36 @@ fn an_event_for_an_fd_deregistered_earlier_in_the_batch_is_dropped() {
         calls: Vec<usize>,
         newcomer: Option<sockloop::FdSource>,
     }
-    let pairs: Vec<(UnixStream, UnixStream)> =
-        (0..3).map(|_| UnixStream::pair().unwrap()).collect();
-    for (_, b) in &pairs {
+    let (writers, mut readers): (Vec<UnixStream>, Vec<UnixStream>) =
+        (0..3).map(|_| UnixStream::pair().unwrap()).unzip();
+    for b in &readers {
         b.set_nonblocking(true).unwrap();
     }
-    let quiet_fd = pairs[2].1.as_raw_fd();
+    let quiet = std::rc::Rc::new(readers.pop().unwrap());
     let mut r = Reactor::<S>::new().unwrap();
     let mut s = S::default();
-    for (i, (_, b)) in pairs.iter().take(2).enumerate() {
+    for (i, b) in readers.into_iter().enumerate() {
+        let quiet = quiet.clone();
         let src = r
-            .register_fd(
-                b.as_raw_fd(),
-                Interest::Readable,
-                move |r, s: &mut S, me, _| {
-                    s.calls.push(i);
-                    if s.newcomer.is_none() {
-                        let other = *s.sources.iter().find(|&&x| x != me).unwrap();
-                        r.deregister_fd(other).unwrap();
-                        let new = r
-                            .register_fd(quiet_fd, Interest::Readable, |_, s: &mut S, _, _| {
-                                s.calls.push(99)
-                            })
-                            .unwrap();
-                        s.newcomer = Some(new);
-                    }
-                },
-            )
+            .register_fd(b, Interest::Readable, move |r, s: &mut S, me, _, _| {
+                s.calls.push(i);
+                if s.newcomer.is_none() {
+                    let other = *s.sources.iter().find(|&&x| x != me).unwrap();
+                    r.deregister_fd(other).unwrap();
+                    let new = r
+                        .register_fd(
+                            quiet.clone(),
+                            Interest::Readable,
+                            |_, s: &mut S, _, _, _| s.calls.push(99),
+                        )
+                        .unwrap();
+                    s.newcomer = Some(new);
+                }
+            })
             .unwrap();
         s.sources.push(src);
     }
-    for (a, _) in pairs.iter().take(2) {
+    for a in writers.iter().take(2) {
         (&*a).write_all(b"x").unwrap();
     }
     let before = r.stats();
@@ -817,7 +823,7 @@ fn an_event_for_an_fd_deregistered_earlier_in_the_batch_is_dropped() {
     assert_eq!(s.calls.len(), 1, "{:?}", s.calls);
     assert_eq!(r.stats().stale_events - before.stale_events, 1);
     // The newcomer works normally.
-    (&pairs[2].0).write_all(b"y").unwrap();
+    (&writers[2]).write_all(b"y").unwrap();
     run_until(&mut r, &mut s, LIMIT, |s| s.calls.len() == 2);
     assert_eq!(s.calls[1], 99);
 }
@@ -832,4 +838,46 @@ fn a_deadline_in_the_past_fires_on_the_next_turn() {
     r.turn(&mut n, Some(LIMIT)).unwrap();
     assert!(t.elapsed() < Duration::from_secs(1));
     assert_eq!(n, 1);
+}
+
+#[test]
+fn a_registered_fd_is_owned_and_closed_through_its_own_value() {
+    // The reactor owns what it watches: deregistering closes it, so its number can
+    // only be reused once the reactor is done with it. Here a handler deregisters its
+    // own fd and a listener is bound at once (it may get that number): the reactor
+    // still deregisters the old fd through the value it holds, and the listener keeps
+    // its events.
+    use sockloop::{ListenerEvent, StreamSocketListener};
+    #[derive(Default)]
+    struct S {
+        addr: Option<std::net::SocketAddr>,
+        accepted: u32,
+    }
+    let (a, b) = UnixStream::pair().unwrap();
+    b.set_nonblocking(true).unwrap();
+    let mut r = Reactor::<S>::new().unwrap();
+    r.register_fd(b, Interest::Readable, |r, s, src, b, _| {
+        let mut got = [0; 8];
+        assert_eq!(b.read(&mut got).unwrap(), 2);
+        r.deregister_fd(src).unwrap();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        s.addr = Some(std_listener.local_addr().unwrap());
+        StreamSocketListener::from_std(r, std_listener, |_, s: &mut S, _, ev| {
+            if let ListenerEvent::ConnectionReceived(_) = ev {
+                s.accepted += 1;
+            }
+        })
+        .unwrap();
+    })
+    .unwrap();
+    (&a).write_all(b"go").unwrap();
+    let mut s = S::default();
+    run_until(&mut r, &mut s, LIMIT, |s| s.addr.is_some());
+    // The reactor dropped `b`: its peer sees end of file.
+    let mut rest = Vec::new();
+    a.set_read_timeout(Some(LIMIT)).unwrap();
+    (&a).read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let _client = std::net::TcpStream::connect(s.addr.unwrap()).unwrap();
+    run_until(&mut r, &mut s, LIMIT, |s| s.accepted == 1);
 }

@@ -18,7 +18,6 @@
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -229,7 +228,7 @@ fn sockloop_remote(n: Counts) -> Outcome {
     let (_idle_peer, idle) = std::os::unix::net::UnixStream::pair().expect("socketpair");
     idle.set_nonblocking(true).expect("nonblocking");
     reactor
-        .register_fd(idle.as_raw_fd(), Interest::Readable, |_, _, _, _| {})
+        .register_fd(idle, Interest::Readable, |_, _, _, _, _| {})
         .unwrap_or_else(|e| fail(&format!("b6: {e}")));
     let remote = reactor.remote();
     let poster = std::thread::spawn(move || {

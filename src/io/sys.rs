@@ -2,10 +2,10 @@
 //!
 //! What a backend must provide:
 //! - [`tcp_info`]: round-trip-time statistics from `getsockopt(TCP_INFO)`.
-//! - [`inherited_listener`]: adopt a listening socket passed by a service manager
-//!   (`LISTEN_FDS`), after checking it is one.
+//! - [`listen_fds`]: adopt the listening sockets passed by a service manager
+//!   (`LISTEN_FDS`), once per process, each checked to be one; built on the
+//!   `unsafe` [`inherited_listener`], whose caller vouches for ownership.
 //! - [`set_nonblocking`]: `O_NONBLOCK` on foreign descriptors (stdin, pipes).
-//! - [`borrow_fd`]: `AsFd` for types that only offer `AsRawFd` (the poller).
 //! - [`timerfd_monotonic`], [`timerfd_arm_at`]: a timer descriptor that wakes the poller
 //!   at an exact `Instant`, for deadlines finer than epoll's millisecond timeout.
 #![allow(unsafe_code)]
@@ -13,6 +13,7 @@
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// The part of `struct tcp_info` sockloop reports.
@@ -49,11 +50,66 @@ pub(crate) fn tcp_info(socket: &impl AsRawFd) -> io::Result<TcpInfo> {
     })
 }
 
-/// Takes ownership of inherited descriptor `fd` if it is a listening TCP socket.
+/// The first descriptor a service manager passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: RawFd = 3;
+
+/// The most descriptors [`listen_fds`] adopts, whatever `LISTEN_FDS` says.
+const LISTEN_FDS_MAX: i32 = 1024;
+
+/// Adopts the listening sockets a service manager passed to this process (systemd
+/// socket activation): `LISTEN_PID` must name this process, and `LISTEN_FDS` counts
+/// descriptors from 3 on. Empty when the variables are absent, malformed or meant for
+/// another process (a parent's, inherited through `fork`), and on every call after the
+/// first: the descriptors get one owner.
 ///
-/// The caller guarantees that `fd` was passed to this process to be adopted (systemd's
-/// `LISTEN_FDS` protocol) and that nothing else in the process owns it.
-pub(crate) fn inherited_listener(fd: RawFd) -> io::Result<std::net::TcpListener> {
+/// This is the safe way in to [`inherited_listener`]: by the protocol, those
+/// descriptors were opened for this process and nothing in it owns them before it
+/// reads the variables; the once-per-process flag keeps sockloop from adopting one
+/// twice. (Code that also claims them through another socket-activation library,
+/// such as libsystemd's `sd_listen_fds`, breaks that protocol.)
+///
+/// # Errors
+///
+/// The descriptor and why it was refused, at the first one that is not an open
+/// listening stream socket. Those adopted before it are closed again; those after it
+/// are left alone.
+pub(crate) fn listen_fds() -> Result<Vec<std::net::TcpListener>, (RawFd, io::Error)> {
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        == Some(std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.trim().parse::<i32>().ok());
+    let (true, Some(count)) = (pid_ok, count) else {
+        return Ok(Vec::new());
+    };
+    static ADOPTED: AtomicBool = AtomicBool::new(false);
+    if ADOPTED.swap(true, Ordering::AcqRel) {
+        return Ok(Vec::new());
+    }
+    let end = LISTEN_FDS_START.saturating_add(count.clamp(0, LISTEN_FDS_MAX));
+    (LISTEN_FDS_START..end)
+        .map(|fd| {
+            // SAFETY: `fd` is one of the descriptors the service manager passed to this
+            // process (LISTEN_PID is ours), adopted here once per process (ADOPTED),
+            // so nothing else in the process owns it (see above).
+            unsafe { inherited_listener(fd) }.map_err(|e| (fd, e))
+        })
+        .collect()
+}
+
+/// Takes ownership of descriptor `fd` if it is a listening TCP socket.
+///
+/// # Safety
+///
+/// On success the returned listener owns `fd` and closes it when dropped, so nothing
+/// else may own `fd`: no `OwnedFd`, `File`, socket or other wrapper may hold it, now
+/// or later, and no other code may close it. In practice `fd` must have been passed to
+/// this process to be adopted (systemd's `LISTEN_FDS` protocol, see [`listen_fds`])
+/// and be adopted once. An `fd` that is not open, or not a listening stream socket, is
+/// refused with an error and left as it was.
+pub(crate) unsafe fn inherited_listener(fd: RawFd) -> io::Result<std::net::TcpListener> {
     // SAFETY: fcntl(F_GETFD) only queries the descriptor table; an invalid fd gives EBADF.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return Err(io::Error::last_os_error());
@@ -68,8 +124,9 @@ pub(crate) fn inherited_listener(fd: RawFd) -> io::Result<std::net::TcpListener>
             format!("inherited fd {fd} is not a listening stream socket"),
         ));
     }
-    // SAFETY: the fd is an open listening stream socket that the caller hands over to us
-    // (see above); from here on the TcpListener is its only owner and closes it.
+    // SAFETY: the fd is an open listening stream socket (checked above) that nothing
+    // else owns (this function's contract); from here on the TcpListener is its only
+    // owner and closes it.
     let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
     // SAFETY: FD_CLOEXEC keeps the adopted socket from leaking into child processes;
     // F_SETFD on an owned, open fd has no other effect.
@@ -95,13 +152,6 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Borrows the descriptor of `owner` for as long as `owner` is borrowed.
-pub(crate) fn borrow_fd(owner: &impl AsRawFd) -> BorrowedFd<'_> {
-    // SAFETY: `owner` keeps its descriptor open for its whole life, and the returned
-    // borrow cannot outlive the borrow of `owner`.
-    unsafe { BorrowedFd::borrow_raw(owner.as_raw_fd()) }
 }
 
 /// Reads at most `max` bytes from `fd` onto the end of `buf`, straight into its spare
@@ -202,10 +252,37 @@ mod tests {
     #[test]
     fn inherited_listener_rejects_other_fds() {
         let f = std::fs::File::open("/dev/null").unwrap();
-        assert!(inherited_listener(f.as_raw_fd()).is_err());
-        assert!(inherited_listener(100_000).is_err());
         let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        assert!(inherited_listener(c.as_raw_fd()).is_err());
+        // SAFETY: none of these is adopted: each is refused (asserted) and stays with
+        // its owner, or is not open at all.
+        unsafe {
+            assert!(inherited_listener(f.as_raw_fd()).is_err());
+            assert!(inherited_listener(100_000).is_err());
+            assert!(inherited_listener(c.as_raw_fd()).is_err());
+        }
+    }
+
+    #[test]
+    fn inherited_listener_adopts_a_listener_it_is_given() {
+        use std::os::fd::IntoRawFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let fd = l.into_raw_fd();
+        // SAFETY: `into_raw_fd` gave up the only owner of `fd`.
+        let adopted = unsafe { inherited_listener(fd) }.unwrap();
+        assert_eq!(adopted.local_addr().unwrap(), addr);
+        assert_eq!(adopted.as_raw_fd(), fd);
+    }
+
+    #[test]
+    fn listen_fds_ignores_variables_meant_for_another_process() {
+        // This test process never sets LISTEN_PID to its own id (the adopting path runs
+        // in a child: tests/listener.rs), so nothing is adopted here.
+        if std::env::var("LISTEN_PID").ok().as_deref() == Some(&std::process::id().to_string()) {
+            println!("skipping: this process was given LISTEN_FDS");
+            return;
+        }
+        assert!(listen_fds().unwrap().is_empty());
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mio::net::TcpListener;
@@ -243,29 +242,12 @@ impl StreamSocketListener {
     where
         H: FnMut(&mut Reactor<S>, &mut S, StreamSocketListener, ListenerEvent) + Clone + 'static,
     {
-        let pid_ok = std::env::var("LISTEN_PID")
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-            == Some(std::process::id());
-        let count = std::env::var("LISTEN_FDS")
-            .ok()
-            .and_then(|n| n.trim().parse::<i32>().ok());
-        let (true, Some(count)) = (pid_ok, count) else {
-            return Ok(Vec::new());
-        };
-        // Adopting the same descriptor twice would give it two owners (and close it
-        // twice): only the first call takes them.
-        static ADOPTED: AtomicBool = AtomicBool::new(false);
-        if ADOPTED.swap(true, Ordering::AcqRel) {
-            return Ok(Vec::new());
-        }
-        const FIRST: i32 = 3;
-        let mut out = Vec::new();
-        for fd in FIRST..FIRST.saturating_add(count.clamp(0, 1024)) {
-            let listener = sys::inherited_listener(fd).map_err(|e| {
-                Error::from_io("adopt inherited listener", e)
-                    .with_detail(format!("LISTEN_FDS descriptor {fd}"))
-            })?;
+        let listeners = sys::listen_fds().map_err(|(fd, e)| {
+            Error::from_io("adopt inherited listener", e)
+                .with_detail(format!("LISTEN_FDS descriptor {fd}"))
+        })?;
+        let mut out = Vec::with_capacity(listeners.len());
+        for listener in listeners {
             out.push(Self::from_std(reactor, listener, handler.clone())?);
         }
         Ok(out)

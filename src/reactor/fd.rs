@@ -1,12 +1,13 @@
-//! Foreign file descriptors (a pipe, stdin, a serial port, a timerfd) on the reactor.
+//! Other file descriptors (a pipe, stdin, a serial port, a timerfd) on the reactor,
+//! owned by it while registered.
 
 use std::fmt;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use mio::unix::SourceFd;
 
 use super::{stale, Key, Reactor, Source};
-use crate::error::Error;
+use crate::error::{Error, SocketErrorStatus};
 
 /// Sets or clears `O_NONBLOCK` on a descriptor, so that an edge-triggered handler can
 /// read it until `WouldBlock` (stdin and pipes are blocking by default).
@@ -89,44 +90,87 @@ impl fmt::Debug for FdSource {
     }
 }
 
-type FdHandler<S> = Box<dyn FnMut(&mut Reactor<S>, &mut S, FdSource, FdEvent)>;
-
-pub(crate) struct FdState<S: 'static> {
-    fd: RawFd,
-    handler: Option<FdHandler<S>>,
+/// A registered value and its handler, boxed together: the reactor owns both.
+trait OwnedFd<S: 'static> {
+    /// The descriptor, borrowed from the owned value.
+    fn fd(&self) -> BorrowedFd<'_>;
+    fn call(&mut self, reactor: &mut Reactor<S>, state: &mut S, source: FdSource, event: FdEvent);
 }
 
-impl<S: 'static> FdState<S> {
-    pub(crate) fn deregister(&self, poll: &mio::Poll) {
-        let _ = poll.registry().deregister(&mut SourceFd(&self.fd));
+struct Owned<F, H> {
+    io: F,
+    handler: H,
+}
+
+impl<S, F, H> OwnedFd<S> for Owned<F, H>
+where
+    S: 'static,
+    F: AsFd,
+    H: FnMut(&mut Reactor<S>, &mut S, FdSource, &mut F, FdEvent),
+{
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+
+    fn call(&mut self, reactor: &mut Reactor<S>, state: &mut S, source: FdSource, event: FdEvent) {
+        (self.handler)(reactor, state, source, &mut self.io, event);
     }
 }
 
+pub(crate) struct FdState<S: 'static> {
+    /// `None` while its handler runs (dispatch holds it).
+    owned: Option<Box<dyn OwnedFd<S>>>,
+}
+
+impl<S: 'static> FdState<S> {
+    /// Stops watching and drops the owned value (closing its descriptor, if it was the
+    /// last owner). While the handler runs, the dispatch does both when it returns.
+    pub(crate) fn close(self, poll: &mio::Poll) {
+        if let Some(owned) = self.owned {
+            deregister(poll, &*owned);
+        }
+    }
+}
+
+/// Deregisters through the owned value, so the number is one the reactor holds open:
+/// never a descriptor that was closed and reused by another socket since.
+fn deregister<S: 'static>(poll: &mio::Poll, owned: &dyn OwnedFd<S>) {
+    let raw = owned.fd().as_raw_fd();
+    let _ = poll.registry().deregister(&mut SourceFd(&raw));
+}
+
 impl<S: 'static> Reactor<S> {
-    /// Watches a file descriptor the reactor does not own (a pipe, stdin, a serial
-    /// port, an eventfd) and calls `handler` when it becomes ready.
+    /// Watches a file descriptor (a pipe, stdin, a serial port, an eventfd) and calls
+    /// `handler` when it becomes ready.
     ///
-    /// The caller keeps `fd` open until [`deregister_fd`](Reactor::deregister_fd).
-    /// Readiness is edge-triggered: the handler reads until `WouldBlock`.
+    /// The reactor takes `io`, the value that owns the descriptor, and keeps it until
+    /// [`deregister_fd`](Reactor::deregister_fd) (or until the handler panics, or the
+    /// reactor is dropped), then drops it, closing the descriptor if `io` was its last
+    /// owner; the handler gets `&mut io` with each event. Whatever happens to the
+    /// descriptor meanwhile, the reactor never acts on a number it does not hold open.
+    /// To keep the descriptor past deregistration, register a shared owner (an
+    /// `Rc<UnixStream>`, `&'static T`, or `std::io::Stdin`, which never closes fd 0).
+    ///
+    /// Readiness is edge-triggered: the handler reads until `WouldBlock`. A value that
+    /// epoll refuses is dropped with the error.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::io::{Read, Write};
-    /// use std::os::fd::AsRawFd;
     /// use std::os::unix::net::UnixStream;
     /// use sockloop::{Interest, Reactor};
     ///
     /// let (mut a, b) = UnixStream::pair().unwrap();
     /// b.set_nonblocking(true).unwrap();
     /// let mut reactor = Reactor::<Vec<u8>>::new()?;
-    /// reactor.register_fd(b.as_raw_fd(), Interest::Readable, move |reactor, got, source, _event| {
+    /// reactor.register_fd(b, Interest::Readable, |reactor, got, source, b, _event| {
     ///     let mut buf = [0; 64];
-    ///     while let Ok(n) = (&b).read(&mut buf) {
+    ///     while let Ok(n) = b.read(&mut buf) {
     ///         if n == 0 { break; }
     ///         got.extend_from_slice(&buf[..n]);
     ///     }
-    ///     reactor.deregister_fd(source).unwrap();
+    ///     reactor.deregister_fd(source).unwrap(); // drops `b`, closing it
     /// })?;
     /// a.write_all(b"ping").unwrap();
     /// let mut got = Vec::new();
@@ -137,30 +181,47 @@ impl<S: 'static> Reactor<S> {
     ///
     /// # Errors
     ///
-    /// When epoll refuses the fd (a regular file, a closed fd: `NotSupported`, `InvalidHandle`).
-    pub fn register_fd(
+    /// When epoll refuses the descriptor (a regular file: `NotSupported`; one already
+    /// registered on this reactor).
+    pub fn register_fd<F>(
         &mut self,
-        fd: RawFd,
+        io: F,
         interest: Interest,
-        handler: impl FnMut(&mut Reactor<S>, &mut S, FdSource, FdEvent) + 'static,
-    ) -> Result<FdSource, Error> {
-        let key = self.sources.insert(Source::Fd(FdState {
-            fd,
-            handler: Some(Box::new(handler)),
-        }));
+        handler: impl FnMut(&mut Reactor<S>, &mut S, FdSource, &mut F, FdEvent) + 'static,
+    ) -> Result<FdSource, Error>
+    where
+        F: AsFd + 'static,
+    {
+        let raw = io.as_fd().as_raw_fd();
+        let owned: Box<dyn OwnedFd<S>> = Box::new(Owned { io, handler });
+        let key = match self.sources.try_insert(Source::Fd(FdState { owned: None })) {
+            Ok(key) => key,
+            Err(_) => {
+                return Err(
+                    Error::new(SocketErrorStatus::TooManyOpenFiles, "register fd")
+                        .with_detail("the reactor has no slot left for another source"),
+                )
+            }
+        };
         if let Err(e) =
             self.poll
                 .registry()
-                .register(&mut SourceFd(&fd), key.token(), interest.to_mio())
+                .register(&mut SourceFd(&raw), key.token(), interest.to_mio())
         {
             self.sources.remove(key);
-            return Err(Error::from_io("register fd", e).with_detail(format!("fd {fd}")));
+            return Err(Error::from_io("register fd", e).with_detail(format!("fd {raw}")));
+        }
+        if let Some(Source::Fd(fd)) = self.sources.get_mut(key) {
+            fd.owned = Some(owned);
         }
         self.live += 1;
         Ok(FdSource(key))
     }
 
-    /// Stops watching a foreign fd; the fd itself stays open.
+    /// Stops watching a registered descriptor and drops the value that owns it.
+    ///
+    /// From inside the descriptor's own handler, the value is dropped when the handler
+    /// returns (it is borrowed until then).
     ///
     /// # Errors
     ///
@@ -169,7 +230,7 @@ impl<S: 'static> Reactor<S> {
         match self.sources.get(source.0) {
             Some(Source::Fd(_)) => {
                 if let Some(Source::Fd(fd)) = self.sources.remove(source.0) {
-                    fd.deregister(&self.poll);
+                    fd.close(&self.poll);
                     self.live -= 1;
                 }
                 Ok(())
@@ -182,14 +243,14 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Fd(fd)) = self.sources.get_mut(key) else {
             return;
         };
-        let Some(mut handler) = fd.handler.take() else {
+        let Some(mut owned) = fd.owned.take() else {
             return;
         };
         let returned = self
-            .in_handler(|r| handler(r, state, FdSource(key), event))
+            .in_handler(|r| owned.call(r, state, FdSource(key), event))
             .is_some();
         if let Some(Source::Fd(fd)) = self.sources.get_mut(key) {
-            fd.handler.get_or_insert(handler);
+            fd.owned = Some(owned);
             if !returned {
                 // Deregistered, as if its handler had called `deregister_fd`.
                 self.deferred.push_back(super::Deferred::Finish(
@@ -197,6 +258,9 @@ impl<S: 'static> Reactor<S> {
                     Err(super::panicked("fd handler")),
                 ));
             }
+        } else {
+            // Deregistered by its own handler: finish the job with the value in hand.
+            deregister(&self.poll, &*owned);
         }
     }
 }

@@ -4,6 +4,8 @@ mod clock;
 mod fd;
 pub(crate) mod registry;
 mod remote;
+#[cfg(test)]
+mod tests;
 pub(crate) mod timer;
 
 use std::any::Any;
@@ -29,12 +31,13 @@ pub(crate) use registry::Key;
 use registry::{Registry, WAKER};
 pub use remote::Remote;
 use remote::{Posted, Shared};
-use timer::Timers;
+use timer::{Owner, Timers};
 
-/// A timer handle: a slot index and a generation, `Copy`, cheap to store.
+/// A timer handle: a slot index and the slot's version, `Copy`, cheap to store.
 ///
 /// Returned by [`Reactor::set_timer`]; stale once the timer has fired (unless it was
-/// re-armed from its own callback) or was cancelled.
+/// re-armed from its own callback) or was cancelled. A stale id never names a later
+/// timer, and no id ever reaches the reactor's own timers (connect timeouts, linger).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(pub(crate) Key);
 
@@ -516,7 +519,7 @@ impl<S: 'static> Reactor<S> {
         self.live += 1;
         TimerId(
             self.timers
-                .insert(deadline, TimerAction::User(Box::new(handler))),
+                .insert(deadline, Owner::User, TimerAction::User(Box::new(handler))),
         )
     }
 
@@ -527,7 +530,7 @@ impl<S: 'static> Reactor<S> {
     ///
     /// `InvalidHandle` if the timer fired (and was not re-armed) or was cancelled.
     pub fn reset_timer(&mut self, id: TimerId, after: Duration) -> Result<(), Error> {
-        if self.timers.reset(id.0, deadline_after(after)) {
+        if self.timers.reset(id.0, Owner::User, deadline_after(after)) {
             Ok(())
         } else {
             Err(stale("reset timer"))
@@ -540,7 +543,7 @@ impl<S: 'static> Reactor<S> {
     ///
     /// `InvalidHandle` if the timer already fired or was cancelled.
     pub fn cancel_timer(&mut self, id: TimerId) -> Result<(), Error> {
-        match self.timers.cancel(id.0) {
+        match self.timers.cancel(id.0, Owner::User) {
             Some(_) => {
                 self.live -= 1;
                 Ok(())
@@ -551,16 +554,17 @@ impl<S: 'static> Reactor<S> {
 
     /// When a timer is due, or `None` if it is not pending.
     pub fn timer_deadline(&self, id: TimerId) -> Option<Instant> {
-        self.timers.deadline(id.0)
+        self.timers.deadline(id.0, Owner::User)
     }
 
     pub(crate) fn set_internal_timer(&mut self, after: Duration, action: TimerAction<S>) -> Key {
-        self.timers.insert(deadline_after(after), action)
+        self.timers
+            .insert(deadline_after(after), Owner::Reactor, action)
     }
 
     pub(crate) fn cancel_internal_timer(&mut self, key: Option<Key>) {
         if let Some(key) = key {
-            self.timers.cancel(key);
+            self.timers.cancel(key, Owner::Reactor);
         }
     }
 
@@ -612,7 +616,10 @@ impl<S: 'static> Reactor<S> {
             self.woken(state);
             return;
         }
-        let key = Key::from_token(token);
+        let Some(key) = self.sources.key_of(token) else {
+            self.stats.stale_events += 1;
+            return;
+        };
         match self.sources.get(key) {
             None => self.stats.stale_events += 1,
             Some(Source::Stream(_)) => self.stream_event(state, key, event),
@@ -657,13 +664,13 @@ impl<S: 'static> Reactor<S> {
             match action {
                 TimerAction::User(mut f) => {
                     let returned = self.in_handler(|r| f(r, state, TimerId(key))).is_some();
-                    if !self.timers.contains(key) {
+                    if !self.timers.contains(key, Owner::User) {
                         // Cancelled from inside its own callback.
                     } else if !returned {
                         // A timer whose callback panicked is dropped, even if re-armed.
-                        self.timers.cancel(key);
+                        self.timers.cancel(key, Owner::User);
                         self.live -= 1;
-                    } else if self.timers.deadline(key).is_none() {
+                    } else if self.timers.deadline(key, Owner::User).is_none() {
                         self.live -= 1;
                     }
                     self.timers.finish(key, TimerAction::User(f));
@@ -721,7 +728,7 @@ impl<S: 'static> Reactor<S> {
             Some(Source::Listener(_)) => self.finish_listener(state, key, result),
             Some(Source::Fd(_)) => {
                 if let Some(Source::Fd(fd)) = self.sources.remove(key) {
-                    fd.deregister(&self.poll);
+                    fd.close(&self.poll);
                     self.live -= 1;
                 }
             }
@@ -799,8 +806,9 @@ impl<S: 'static> AsRawFd for Reactor<S> {
 }
 
 impl<S: 'static> AsFd for Reactor<S> {
+    /// The epoll descriptor, borrowed from the poller (mio's `AsFd` for `Registry`).
     fn as_fd(&self) -> BorrowedFd<'_> {
-        crate::io::sys::borrow_fd(&self.poll)
+        self.poll.registry().as_fd()
     }
 }
 

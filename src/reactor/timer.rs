@@ -9,14 +9,29 @@
 //! when they reach the top and the heap is rebuilt when they outnumber the live ones,
 //! so memory stays proportional to the number of live timers. Equal deadlines fire in
 //! the order they were set or last reset (the sequence number breaks ties).
+//!
+//! Every timer has an [`Owner`], and every call that names a timer by its key says
+//! whose timer it means: a user's `TimerId` (stale, or forged from another timer's
+//! key) never reaches the reactor's own timers (connect timeouts, linger), and an
+//! internal key never reaches a user's timer.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use super::registry::{Key, Registry};
+use super::registry::{Key, Layout, Registry};
+
+/// Who set a timer, and so who may move or cancel it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Owner {
+    /// The application, through a `TimerId`.
+    User,
+    /// The reactor itself (connect timeouts, linger, accept retries).
+    Reactor,
+}
 
 struct Entry<A> {
+    owner: Owner,
     /// `None` while the timer's action is running (it fired and was not re-armed yet).
     deadline: Option<Instant>,
     /// When the deadline was set or last reset: orders equal deadlines.
@@ -35,7 +50,8 @@ pub(crate) struct Timers<A> {
 impl<A> Timers<A> {
     pub(crate) fn new() -> Timers<A> {
         Timers {
-            entries: Registry::new(),
+            // Timer keys are never tokens: 32-bit versions on every target.
+            entries: Registry::with_layout(Layout::WIDE),
             heap: BinaryHeap::new(),
             seq: 0,
         }
@@ -45,9 +61,10 @@ impl<A> Timers<A> {
         self.entries.len()
     }
 
-    pub(crate) fn insert(&mut self, deadline: Instant, action: A) -> Key {
+    pub(crate) fn insert(&mut self, deadline: Instant, owner: Owner, action: A) -> Key {
         let seq = self.next_seq();
         let key = self.entries.insert(Entry {
+            owner,
             deadline: Some(deadline),
             seq,
             queued: Some((deadline, seq)),
@@ -57,10 +74,11 @@ impl<A> Timers<A> {
         key
     }
 
-    /// Moves the deadline of a pending (or currently firing) timer. `false` if gone.
-    pub(crate) fn reset(&mut self, key: Key, deadline: Instant) -> bool {
+    /// Moves the deadline of a pending (or currently firing) timer of `owner`.
+    /// `false` if gone (or not `owner`'s).
+    pub(crate) fn reset(&mut self, key: Key, owner: Owner, deadline: Instant) -> bool {
         let seq = self.next_seq();
-        let Some(entry) = self.entries.get_mut(key) else {
+        let Some(entry) = self.entries.get_mut(key).filter(|e| e.owner == owner) else {
             return false;
         };
         entry.deadline = Some(deadline);
@@ -77,20 +95,27 @@ impl<A> Timers<A> {
         true
     }
 
-    /// Removes a timer; returns its action unless it is the one firing now.
-    pub(crate) fn cancel(&mut self, key: Key) -> Option<Option<A>> {
+    /// Removes a timer of `owner`; returns its action unless it is the one firing now.
+    /// `None` if gone (or not `owner`'s).
+    pub(crate) fn cancel(&mut self, key: Key, owner: Owner) -> Option<Option<A>> {
+        if !self.contains(key, owner) {
+            return None;
+        }
         let entry = self.entries.remove(key)?;
         self.maybe_compact();
         self.settle_top();
         Some(entry.action)
     }
 
-    pub(crate) fn contains(&self, key: Key) -> bool {
-        self.entries.get(key).is_some()
+    pub(crate) fn contains(&self, key: Key, owner: Owner) -> bool {
+        matches!(self.entries.get(key), Some(e) if e.owner == owner)
     }
 
-    pub(crate) fn deadline(&self, key: Key) -> Option<Instant> {
-        self.entries.get(key).and_then(|e| e.deadline)
+    pub(crate) fn deadline(&self, key: Key, owner: Owner) -> Option<Instant> {
+        self.entries
+            .get(key)
+            .filter(|e| e.owner == owner)
+            .and_then(|e| e.deadline)
     }
 
     /// The earliest live deadline: the top of the heap, which every change leaves
@@ -196,6 +221,7 @@ impl<A> Timers<A> {
 mod tests {
     use super::*;
     use std::time::Duration;
+    use Owner::{Reactor, User};
 
     fn fire_all(t: &mut Timers<u32>, now: Instant) -> Vec<u32> {
         let mut out = Vec::new();
@@ -211,14 +237,14 @@ mod tests {
         let mut t = Timers::new();
         let now = Instant::now();
         let ms = |n| now + Duration::from_millis(n);
-        let a = t.insert(ms(10), 1);
-        let b = t.insert(ms(20), 2);
+        let a = t.insert(ms(10), User, 1);
+        let b = t.insert(ms(20), User, 2);
         assert_eq!(t.next_deadline(), Some(ms(10)));
-        t.reset(a, ms(30)); // the top moved later: the next is b
+        t.reset(a, User, ms(30)); // the top moved later: the next is b
         assert_eq!(t.next_deadline(), Some(ms(20)));
-        t.cancel(b); // the top cancelled
+        t.cancel(b, User); // the top cancelled
         assert_eq!(t.next_deadline(), Some(ms(30)));
-        t.reset(a, ms(5));
+        t.reset(a, User, ms(5));
         assert_eq!(t.next_deadline(), Some(ms(5)));
         assert_eq!(fire_all(&mut t, ms(5)), vec![1]);
         assert_eq!(t.next_deadline(), None);
@@ -229,7 +255,7 @@ mod tests {
         let mut t = Timers::new();
         let now = Instant::now();
         for i in 0..100 {
-            t.insert(now, i);
+            t.insert(now, User, i);
         }
         assert_eq!(fire_all(&mut t, now), (0..100).collect::<Vec<_>>());
         assert_eq!(t.len(), 0);
@@ -239,15 +265,15 @@ mod tests {
     fn reset_and_cancel() {
         let mut t = Timers::new();
         let now = Instant::now();
-        let a = t.insert(now + Duration::from_millis(10), 1);
-        let b = t.insert(now + Duration::from_millis(20), 2);
-        let c = t.insert(now + Duration::from_millis(30), 3);
-        assert!(t.reset(a, now + Duration::from_millis(40)));
-        assert_eq!(t.cancel(b), Some(Some(2)));
-        assert_eq!(t.cancel(b), None);
+        let a = t.insert(now + Duration::from_millis(10), User, 1);
+        let b = t.insert(now + Duration::from_millis(20), User, 2);
+        let c = t.insert(now + Duration::from_millis(30), User, 3);
+        assert!(t.reset(a, User, now + Duration::from_millis(40)));
+        assert_eq!(t.cancel(b, User), Some(Some(2)));
+        assert_eq!(t.cancel(b, User), None);
         assert_eq!(t.next_deadline(), Some(now + Duration::from_millis(30)));
         assert_eq!(fire_all(&mut t, now + Duration::from_millis(35)), vec![3]);
-        assert!(!t.contains(c));
+        assert!(!t.contains(c, User));
         assert_eq!(fire_all(&mut t, now + Duration::from_millis(45)), vec![1]);
         assert_eq!(t.next_deadline(), None);
     }
@@ -256,12 +282,12 @@ mod tests {
     fn rearm_while_firing_keeps_the_action() {
         let mut t = Timers::new();
         let now = Instant::now();
-        let a = t.insert(now, 7);
+        let a = t.insert(now, User, 7);
         let (key, action) = t.pop_expired(now).unwrap();
         assert_eq!(key, a);
-        assert!(t.reset(a, now + Duration::from_millis(5)));
+        assert!(t.reset(a, User, now + Duration::from_millis(5)));
         t.finish(key, action);
-        assert!(t.contains(a));
+        assert!(t.contains(a, User));
         assert_eq!(t.pop_expired(now), None);
         assert_eq!(fire_all(&mut t, now + Duration::from_millis(5)), vec![7]);
     }
@@ -271,11 +297,11 @@ mod tests {
         let mut t = Timers::new();
         let now = Instant::now();
         let keys: Vec<_> = (0..100_000u32)
-            .map(|i| t.insert(now + Duration::from_secs(1 + u64::from(i % 50)), i))
+            .map(|i| t.insert(now + Duration::from_secs(1 + u64::from(i % 50)), User, i))
             .collect();
         for round in 0..10u64 {
             for k in &keys {
-                t.reset(*k, now + Duration::from_secs(100 + round));
+                t.reset(*k, User, now + Duration::from_secs(100 + round));
             }
         }
         // Every reset was to a later deadline: nothing was pushed.
@@ -285,7 +311,7 @@ mod tests {
         // Resets to earlier deadlines push, and the heap stays bounded.
         for round in 0..10u64 {
             for k in &keys {
-                t.reset(*k, now + Duration::from_secs(99 - round));
+                t.reset(*k, User, now + Duration::from_secs(99 - round));
             }
         }
         assert!(t.heap_len() <= 2 * keys.len() + 64, "heap {}", t.heap_len());
@@ -297,18 +323,39 @@ mod tests {
         let mut t = Timers::new();
         let now = Instant::now();
         let ms = |n| now + Duration::from_millis(n);
-        let a = t.insert(ms(10), 1);
-        let b = t.insert(ms(30), 2);
-        assert!(t.reset(a, ms(30))); // after b was set: fires after b
-        let c = t.insert(ms(20), 3);
-        assert!(t.reset(c, ms(25)));
-        assert!(t.reset(c, ms(15))); // earlier again: pushes
+        let a = t.insert(ms(10), User, 1);
+        let b = t.insert(ms(30), User, 2);
+        assert!(t.reset(a, User, ms(30))); // after b was set: fires after b
+        let c = t.insert(ms(20), User, 3);
+        assert!(t.reset(c, User, ms(25)));
+        assert!(t.reset(c, User, ms(15))); // earlier again: pushes
         assert_eq!(t.next_deadline(), Some(ms(15)));
         assert_eq!(fire_all(&mut t, ms(12)), Vec::<u32>::new());
         assert_eq!(fire_all(&mut t, ms(29)), vec![3]);
         assert_eq!(t.next_deadline(), Some(ms(30)));
         assert_eq!(fire_all(&mut t, ms(30)), vec![2, 1]);
-        assert!(!t.contains(a) && !t.contains(b) && !t.contains(c));
+        assert!(!t.contains(a, User) && !t.contains(b, User) && !t.contains(c, User));
         assert_eq!(t.heap_len(), 0);
+    }
+
+    #[test]
+    fn a_key_reaches_only_its_owners_timers() {
+        let mut t = Timers::new();
+        let now = Instant::now();
+        let internal = t.insert(now + Duration::from_secs(60), Reactor, 1);
+        let user = t.insert(now + Duration::from_secs(60), User, 2);
+        assert!(!t.reset(internal, User, now));
+        assert_eq!(t.cancel(internal, User), None);
+        assert_eq!(t.deadline(internal, User), None);
+        assert!(!t.contains(internal, User));
+        assert!(!t.reset(user, Reactor, now));
+        assert_eq!(t.cancel(user, Reactor), None);
+        assert_eq!(
+            t.deadline(internal, Reactor),
+            Some(now + Duration::from_secs(60))
+        );
+        assert_eq!(t.cancel(internal, Reactor), Some(Some(1)));
+        assert_eq!(t.cancel(user, User), Some(Some(2)));
+        assert_eq!(t.len(), 0);
     }
 }
