@@ -10,17 +10,40 @@ use socket2::SockRef;
 
 use crate::error::{Error, SocketErrorStatus};
 use crate::net::stream::{reset, Phase, ReadSide, StreamEvent, StreamSocket, WriteSide};
-use crate::reactor::{Deferred, Key, Reactor, Source, TimerAction};
+use crate::reactor::{Key, Kind, Reactor, Source, SourceTimer};
+
+/// A stream closed by its owner, reading the peer's last bytes until end of file so
+/// that closing does not reset the connection while the peer is still sending.
+pub(crate) struct Lingering {
+    io: TcpStream,
+    timer: Option<Key>,
+}
+
+/// Lingering streams, as the loop sees them.
+pub(crate) struct LingeringKind;
+
+impl<S: 'static> Kind<S> for LingeringKind {
+    fn ready(r: &mut Reactor<S>, _state: &mut S, key: Key, _event: &mio::event::Event) {
+        r.linger_ready(key);
+    }
+
+    fn timer(r: &mut Reactor<S>, _state: &mut S, key: Key, _timer: SourceTimer) {
+        r.end_linger(key);
+    }
+
+    fn finish(r: &mut Reactor<S>, _state: &mut S, key: Key, _result: Result<(), Error>) {
+        r.end_linger(key);
+    }
+}
 
 impl<S: 'static> Reactor<S> {
     /// Removes a stream and delivers `Closed`. A socket closed gracefully whose peer
     /// has not finished sending stays registered (handle-less) to read the rest, so
     /// the close does not turn into a reset.
     pub(crate) fn finish_stream(&mut self, state: &mut S, key: Key, result: Result<(), Error>) {
-        let Some(Source::Stream(mut st)) = self.sources.remove(key) else {
+        let Some(Source::Stream(mut st)) = self.remove_source(key) else {
             return;
         };
-        self.live -= 1;
         if let Some(mut cold) = st.cold.take() {
             self.cancel_internal_timer(cold.timer.take());
             if let Some(plan) = cold.connect.take() {
@@ -49,29 +72,32 @@ impl<S: 'static> Reactor<S> {
     }
 
     fn linger(&mut self, io: TcpStream) {
-        let key = self.sources.insert(Source::Lingering(io, None));
-        let Some(Source::Lingering(io, _)) = self.sources.get_mut(key) else {
+        // Without a slot, the socket is closed at once (its FIN is already sent).
+        let Ok(key) = self.insert_source(Source::Lingering(Lingering { io, timer: None })) else {
+            return;
+        };
+        let Some(Source::Lingering(l)) = self.sources.get_mut(key) else {
             return;
         };
         if self
             .poll
             .registry()
-            .reregister(io, key.token(), Interest::READABLE)
+            .reregister(&mut l.io, key.token(), Interest::READABLE)
             .is_err()
         {
-            self.sources.remove(key);
+            self.remove_source(key);
             return;
         }
-        let timer = self.set_internal_timer(self.config.linger, TimerAction::Linger(key));
-        if let Some(Source::Lingering(_, slot)) = self.sources.get_mut(key) {
-            *slot = Some(timer);
+        let timer = self.set_source_timer(self.config.linger, key, SourceTimer::Linger);
+        if let Some(Source::Lingering(l)) = self.sources.get_mut(key) {
+            l.timer = Some(timer);
         }
         self.linger_ready(key);
     }
 
     /// Reads and discards the last bytes of a closed connection until end of file.
-    pub(crate) fn linger_ready(&mut self, key: Key) {
-        let Some(Source::Lingering(io, _)) = self.sources.get_mut(key) else {
+    fn linger_ready(&mut self, key: Key) {
+        let Some(Source::Lingering(Lingering { io, .. })) = self.sources.get_mut(key) else {
             return;
         };
         // A peer still sending more than a read budget after we closed is not going to
@@ -94,14 +120,13 @@ impl<S: 'static> Reactor<S> {
         self.end_linger(key);
     }
 
-    pub(crate) fn end_linger(&mut self, key: Key) {
-        if let Some(Source::Lingering(_, timer)) = self.sources.remove(key) {
-            self.cancel_internal_timer(timer);
+    fn end_linger(&mut self, key: Key) {
+        if let Some(Source::Lingering(l)) = self.remove_source(key) {
+            self.cancel_internal_timer(l.timer);
         }
     }
 
-    /// The linger timer: a closing socket could not send its queue in time, or a
-    /// closed one's peer did not finish.
+    /// The linger timer of a closing socket: it could not send its queue in time.
     pub(crate) fn linger_expired(&mut self, key: Key) {
         match self.sources.get_mut(key) {
             Some(Source::Stream(st)) if st.phase == Phase::Closing => {
@@ -113,9 +138,8 @@ impl<S: 'static> Reactor<S> {
                 let err = Error::new(SocketErrorStatus::ConnectionTimedOut, "close").with_detail(
                     format!("{unsent} bytes still queued when the linger time ran out"),
                 );
-                self.deferred.push_back(Deferred::Finish(key, Err(err)));
+                self.finish_later(key, Err(err));
             }
-            Some(Source::Lingering(..)) => self.end_linger(key),
             _ => {}
         }
     }

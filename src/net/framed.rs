@@ -3,7 +3,7 @@
 use crate::error::{Error, SocketErrorStatus};
 use crate::framing::{Decoded, Decoder, Encoder};
 use crate::net::stream::{stale, Phase, StreamEvent, StreamSocket};
-use crate::reactor::{Deferred, Key, Reactor, Source};
+use crate::reactor::{Key, Reactor, Source};
 
 impl StreamSocket {
     /// Gives the socket a codec (a decoder and, from a clone, an encoder): from now on its handler receives one
@@ -93,7 +93,7 @@ impl StreamSocket {
         payload: &[u8],
     ) -> Result<(), Error> {
         let (limit, high) = (reactor.config.write_limit, reactor.config.high_watermark);
-        let Some(Source::Stream(st)) = reactor.sources.get_mut(self.0) else {
+        let Some((Source::Stream(st), pool, mut queue)) = reactor.source_for_write(self.0) else {
             return Err(stale("write frame"));
         };
         if st.phase == Phase::Closed {
@@ -122,7 +122,7 @@ impl StreamSocket {
         let queued = st.out.len();
         let max = announced.unwrap_or(limit - queued).min(limit - queued);
         let pushed = st.out.push_with(
-            &mut reactor.pool,
+            pool,
             size,
             max,
             |dst| codec.encode(payload, dst),
@@ -137,7 +137,7 @@ impl StreamSocket {
         if st.out.len() > high {
             st.over_high = true;
         }
-        if !crate::net::stream::defer_flush(st, self.0, reactor.dispatching, &mut reactor.dirty) {
+        if !queue.defer(self.0, &mut st.dirty) {
             reactor.flush_stream(self.0);
         }
         Ok(())
@@ -232,7 +232,7 @@ impl<S: 'static> Reactor<S> {
             if st.phase != Phase::Closed {
                 log::debug!("stream {key:?}: {err}");
                 st.phase = Phase::Closed;
-                self.deferred.push_back(Deferred::Finish(key, Err(err)));
+                self.finish_later(key, Err(err));
             }
         }
     }

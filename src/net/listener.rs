@@ -16,7 +16,7 @@ use crate::net::control::{StreamSocketControl, StreamSocketListenerControl};
 use crate::net::hostname::{resolve_blocking, IntoHostName};
 use crate::net::service::IntoService;
 use crate::net::stream::StreamSocket;
-use crate::reactor::{Deferred, Key, Reactor, Source, TimerAction};
+use crate::reactor::{Key, Kind, Reactor, Source, SourceTimer};
 
 /// How long to wait before accepting again after running out of file descriptors.
 const FD_RETRY: Duration = Duration::from_millis(100);
@@ -276,9 +276,7 @@ impl StreamSocketListener {
             Some(Source::Listener(l)) => {
                 if !l.closing {
                     l.closing = true;
-                    reactor
-                        .deferred
-                        .push_back(crate::reactor::Deferred::Finish(self.0, Ok(())));
+                    reactor.finish_later(self.0, Ok(()));
                 }
                 Ok(())
             }
@@ -334,18 +332,17 @@ impl<S: 'static> Reactor<S> {
             closing: false,
             queued_ready: false,
         };
-        let key = self.sources.insert(Source::Listener(Box::new(state)));
+        let key = self.insert_source(Source::Listener(Box::new(state)))?;
         if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
             if let Err(e) =
                 self.poll
                     .registry()
                     .register(&mut l.io, key.token(), Interest::READABLE)
             {
-                self.sources.remove(key);
+                self.remove_source(key);
                 return Err(Error::from_io("register listener", e).with_address(local));
             }
         }
-        self.live += 1;
         log::debug!("listener {key:?} on {local}");
         Ok(StreamSocketListener(key))
     }
@@ -353,7 +350,7 @@ impl<S: 'static> Reactor<S> {
     /// A kernel event. A listener queued to be served this turn (it went over its
     /// budget last turn) is served from the queue only, so that it does not accept
     /// twice its budget in one turn.
-    pub(crate) fn listener_event(&mut self, state: &mut S, key: Key) {
+    fn listener_event(&mut self, state: &mut S, key: Key) {
         if let Some(Source::Listener(l)) = self.sources.get(key) {
             if l.queued_ready {
                 return;
@@ -363,7 +360,7 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// Accepts until `WouldBlock`, the per-turn budget, or fd exhaustion.
-    pub(crate) fn listener_ready(&mut self, state: &mut S, key: Key) {
+    fn listener_ready(&mut self, state: &mut S, key: Key) {
         for _ in 0..self.config.accept_budget {
             let Some(Source::Listener(l)) = self.sources.get_mut(key) else {
                 return;
@@ -378,12 +375,12 @@ impl<S: 'static> Reactor<S> {
                     if e.raw_os_error() == Some(libc::EMFILE)
                         || e.raw_os_error() == Some(libc::ENFILE) =>
                 {
-                    self.stats.accept_fd_exhausted += 1;
                     log::warn!(
                         "listener on {}: {e}; accepting again in {FD_RETRY:?}",
                         l.local
                     );
-                    let timer = self.set_internal_timer(FD_RETRY, TimerAction::AcceptRetry(key));
+                    self.stats_mut().accept_fd_exhausted += 1;
+                    let timer = self.set_source_timer(FD_RETRY, key, SourceTimer::AcceptRetry);
                     if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
                         l.retry = Some(timer);
                     }
@@ -401,18 +398,18 @@ impl<S: 'static> Reactor<S> {
         if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
             if !l.queued_ready {
                 l.queued_ready = true;
-                self.ready.push(key);
+                self.serve_next_turn(key);
             }
         }
     }
 
-    pub(crate) fn listener_served(&mut self, key: Key) {
+    fn listener_served(&mut self, key: Key) {
         if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
             l.queued_ready = false;
         }
     }
 
-    pub(crate) fn accept_retry(&mut self, state: &mut S, key: Key) {
+    fn accept_retry(&mut self, state: &mut S, key: Key) {
         if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
             l.retry = None;
             self.listener_ready(state, key);
@@ -434,7 +431,7 @@ impl<S: 'static> Reactor<S> {
             Ok(socket) => socket,
             Err(e) => return log::debug!("accepted {remote}: {e}"),
         };
-        self.stats.accepted += 1;
+        self.stats_mut().accepted += 1;
         let event = ListenerEvent::ConnectionReceived(ConnectionReceived {
             socket: StreamSocket(socket),
             remote,
@@ -456,19 +453,15 @@ impl<S: 'static> Reactor<S> {
         if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
             l.handler.get_or_insert(handler);
             if !returned {
-                self.deferred.push_back(Deferred::Finish(
-                    key,
-                    Err(crate::reactor::panicked("listener handler")),
-                ));
+                self.finish_later(key, Err(crate::reactor::panicked("listener handler")));
             }
         }
     }
 
-    pub(crate) fn finish_listener(&mut self, state: &mut S, key: Key, result: Result<(), Error>) {
-        let Some(Source::Listener(mut l)) = self.sources.remove(key) else {
+    fn finish_listener(&mut self, state: &mut S, key: Key, result: Result<(), Error>) {
+        let Some(Source::Listener(mut l)) = self.remove_source(key) else {
             return;
         };
-        self.live -= 1;
         self.cancel_internal_timer(l.retry.take());
         let _ = self.poll.registry().deregister(&mut l.io);
         if let Some(mut handler) = l.handler.take() {
@@ -481,5 +474,29 @@ impl<S: 'static> Reactor<S> {
                 )
             });
         }
+    }
+}
+
+/// Listeners, as the loop sees them.
+pub(crate) struct ListenerKind;
+
+impl<S: 'static> Kind<S> for ListenerKind {
+    fn ready(r: &mut Reactor<S>, state: &mut S, key: Key, _event: &mio::event::Event) {
+        r.listener_event(state, key);
+    }
+
+    fn serve(r: &mut Reactor<S>, state: &mut S, key: Key) {
+        r.listener_served(key);
+        r.listener_ready(state, key);
+    }
+
+    fn timer(r: &mut Reactor<S>, state: &mut S, key: Key, timer: SourceTimer) {
+        if timer == SourceTimer::AcceptRetry {
+            r.accept_retry(state, key);
+        }
+    }
+
+    fn finish(r: &mut Reactor<S>, state: &mut S, key: Key, result: Result<(), Error>) {
+        r.finish_listener(state, key, result);
     }
 }

@@ -1,7 +1,7 @@
 //! The sockets the user sees, and the names they are given: [`HostName`] and service
 //! names.
 
-mod close;
+pub(crate) mod close;
 pub(crate) mod control;
 pub(crate) mod endpoint;
 mod framed;

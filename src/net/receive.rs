@@ -20,7 +20,7 @@ use crate::error::{Error, SocketErrorStatus};
 use crate::io::inbound::Input;
 use crate::io::sys;
 use crate::net::stream::{Phase, ReadSide, StreamEvent, WriteSide};
-use crate::reactor::{Deferred, Key, Reactor, Source};
+use crate::reactor::{Key, Reactor, Source};
 
 /// The largest emptied unconsumed-bytes buffer a socket keeps for reuse.
 const KEPT_INBUF: usize = 64 * 1024;
@@ -62,7 +62,7 @@ impl<S: 'static> Reactor<S> {
                         format!("the handler left {held} bytes unconsumed, the inbound limit"),
                     );
                     st.phase = Phase::Closed;
-                    self.deferred.push_back(Deferred::Finish(key, Err(err)));
+                    self.finish_later(key, Err(err));
                 }
                 return;
             }
@@ -101,7 +101,7 @@ impl<S: 'static> Reactor<S> {
                 Err(e) => {
                     let err = st.error("receive", e);
                     st.phase = Phase::Closed;
-                    self.deferred.push_back(Deferred::Finish(key, Err(err)));
+                    self.finish_later(key, Err(err));
                     return;
                 }
             }
@@ -299,7 +299,7 @@ impl<S: 'static> Reactor<S> {
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             if st.phase == Phase::Open && st.write == WriteSide::Shut {
                 st.phase = Phase::Closed;
-                self.deferred.push_back(Deferred::Finish(key, Ok(())));
+                self.finish_later(key, Ok(()));
             }
         }
     }

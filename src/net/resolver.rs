@@ -22,7 +22,7 @@ use crate::net::control::StreamSocketControl;
 use crate::net::endpoint::{Destination, Local, Remote};
 use crate::net::hostname::{interleave_families, resolve_blocking, HostName};
 use crate::net::stream::{Phase, StreamEvent};
-use crate::reactor::{Deferred, Key, Reactor, Source, TimerAction};
+use crate::reactor::{Key, Reactor, Source, SourceTimer};
 
 /// The delay between two connection attempts (RFC 8305 §5 recommends 250 ms).
 pub(crate) const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
@@ -103,9 +103,10 @@ impl<S: 'static> Reactor<S> {
         destination: Destination,
         control: &StreamSocketControl,
     ) {
-        let timeout = self.set_internal_timer(
+        let timeout = self.set_source_timer(
             control.get_connect_timeout(),
-            TimerAction::ConnectTimeout(key),
+            key,
+            SourceTimer::ConnectTimeout,
         );
         let mut plan = Box::new(Connecting {
             control: control.clone(),
@@ -262,7 +263,7 @@ impl<S: 'static> Reactor<S> {
             });
             self.fail_connect(key, err);
         } else if more && race {
-            let timer = self.set_internal_timer(ATTEMPT_DELAY, TimerAction::ConnectStagger(key));
+            let timer = self.set_source_timer(ATTEMPT_DELAY, key, SourceTimer::ConnectStagger);
             if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
                 if let Some(plan) = st.cold.as_mut().and_then(|c| c.connect.as_mut()) {
                     plan.stagger = Some(timer);
@@ -275,7 +276,7 @@ impl<S: 'static> Reactor<S> {
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             if st.phase != Phase::Closed {
                 st.phase = Phase::Closed;
-                self.deferred.push_back(Deferred::Finish(key, Err(err)));
+                self.finish_later(key, Err(err));
             }
         }
     }

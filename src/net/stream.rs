@@ -21,7 +21,7 @@ use crate::net::hostname::{HostName, IntoHostName};
 use crate::net::listener::canonical;
 use crate::net::resolver::Connecting;
 use crate::net::service::IntoService;
-use crate::reactor::{panicked, Deferred, Key, Reactor, Source, TimerAction};
+use crate::reactor::{panicked, Key, Kind, Reactor, Source, SourceTimer};
 
 /// The stale-handle error of a stream operation.
 pub(crate) fn stale(operation: &'static str) -> Error {
@@ -148,7 +148,7 @@ pub(crate) struct StreamState<S: 'static> {
     /// the codec changed).
     pub(crate) reoffer: bool,
     pub(crate) over_high: bool,
-    dirty: bool,
+    pub(crate) dirty: bool,
     pub(crate) queued_ready: bool,
 }
 
@@ -382,8 +382,7 @@ impl StreamSocket {
         destination.check()?;
         let mut st = StreamState::new(None, Phase::Resolving, Some(Box::new(handler)));
         st.cold().host = destination.host_name();
-        let key = reactor.sources.insert(Source::Stream(st));
-        reactor.live += 1;
+        let key = reactor.insert_source(Source::Stream(st))?;
         reactor.begin_connect(key, destination, control);
         Ok(StreamSocket(key))
     }
@@ -436,7 +435,7 @@ impl StreamSocket {
     /// - `InvalidState` after `close` or `shutdown_write`; `InvalidHandle` if closed.
     pub fn write<S: 'static>(self, reactor: &mut Reactor<S>, data: &[u8]) -> Result<(), Error> {
         let (limit, high) = (reactor.config.write_limit, reactor.config.high_watermark);
-        let Some(Source::Stream(st)) = reactor.sources.get_mut(self.0) else {
+        let Some((Source::Stream(st), pool, mut queue)) = reactor.source_for_write(self.0) else {
             return Err(stale("write"));
         };
         writable_state(st, "write")?;
@@ -444,13 +443,13 @@ impl StreamSocket {
         if queued.saturating_add(data.len()) > limit {
             return Err(over_limit(st, "write", queued, data.len(), limit));
         }
-        st.out.push(data, &mut reactor.pool);
+        st.out.push(data, pool);
         if st.out.len() > high {
             st.over_high = true;
         }
         // With the state at hand rather than through `mark_dirty`, which would look the
         // socket up again: a handler writing many small messages pays one lookup each.
-        if !defer_flush(st, self.0, reactor.dispatching, &mut reactor.dirty) {
+        if !queue.defer(self.0, &mut st.dirty) {
             reactor.flush_stream(self.0);
         }
         Ok(())
@@ -524,7 +523,7 @@ impl StreamSocket {
             Phase::Closing => return Ok(()),
             Phase::Resolving | Phase::Connecting => {
                 st.phase = Phase::Closed;
-                reactor.deferred.push_back(Deferred::Finish(self.0, Ok(())));
+                reactor.finish_later(self.0, Ok(()));
                 return Ok(());
             }
             _ => {}
@@ -558,7 +557,7 @@ impl StreamSocket {
             reactor.cancel_internal_timer(plan.stagger);
             reactor.cancel_internal_timer(plan.timeout);
         }
-        reactor.deferred.push_back(Deferred::Finish(self.0, Ok(())));
+        reactor.finish_later(self.0, Ok(()));
         Ok(())
     }
 
@@ -636,10 +635,9 @@ impl StreamSocket {
                 )),
             );
         }
-        let Some(Source::Stream(mut st)) = reactor.sources.remove(self.0) else {
+        let Some(Source::Stream(mut st)) = reactor.remove_source(self.0) else {
             return Err(stale("into std"));
         };
-        reactor.live -= 1;
         let mut io = st.io.take().ok_or_else(|| stale("into std"))?;
         let _ = reactor.poll.registry().deregister(&mut io);
         Ok(std::net::TcpStream::from(io))
@@ -662,24 +660,6 @@ pub(crate) fn over_limit<S: 'static>(
         st.over_high = true;
     }
     Error::refused(operation, queued, size, limit)
-}
-
-/// Inside a handler, queues the socket for the flush that follows the handler (once)
-/// and returns `true`; outside one, returns `false`: the caller flushes at once.
-pub(crate) fn defer_flush<S: 'static>(
-    st: &mut StreamState<S>,
-    key: Key,
-    dispatching: bool,
-    dirty: &mut Vec<Key>,
-) -> bool {
-    if !dispatching {
-        return false;
-    }
-    if !st.dirty {
-        st.dirty = true;
-        dirty.push(key);
-    }
-    true
 }
 
 pub(crate) fn writable_state<S: 'static>(
@@ -734,22 +714,19 @@ impl<S: 'static> Reactor<S> {
         mut io: TcpStream,
         handler: Option<StreamHandler<S>>,
     ) -> Result<Key, Error> {
-        let key = self
-            .sources
-            .insert(Source::Stream(StreamState::new(None, Phase::Open, None)));
+        let key = self.insert_source(Source::Stream(StreamState::new(None, Phase::Open, None)))?;
         if let Err(e) = self.poll.registry().register(
             &mut io,
             key.token(),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            self.sources.remove(key);
+            self.remove_source(key);
             return Err(Error::from_io("register stream", e));
         }
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             st.io = Some(io);
             st.handler = handler;
         }
-        self.live += 1;
         Ok(key)
     }
 
@@ -757,15 +734,15 @@ impl<S: 'static> Reactor<S> {
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             if !st.queued_ready {
                 st.queued_ready = true;
-                self.ready.push(key);
+                self.serve_next_turn(key);
             }
         }
     }
 
     /// Inside a handler: remember to flush when it returns. Outside: flush now.
     pub(crate) fn mark_dirty(&mut self, key: Key) {
-        let deferred = match self.sources.get_mut(key) {
-            Some(Source::Stream(st)) => defer_flush(st, key, self.dispatching, &mut self.dirty),
+        let deferred = match self.source_for_write(key) {
+            Some((Source::Stream(st), _, mut queue)) => queue.defer(key, &mut st.dirty),
             _ => false,
         };
         if !deferred {
@@ -791,8 +768,7 @@ impl<S: 'static> Reactor<S> {
             if !returned && st.phase != Phase::Closed {
                 // The same handler gets the one `Closed` event.
                 reset(st);
-                self.deferred
-                    .push_back(Deferred::Finish(key, Err(panicked("stream handler"))));
+                self.finish_later(key, Err(panicked("stream handler")));
             }
         }
         true
@@ -836,7 +812,7 @@ impl<S: 'static> Reactor<S> {
         if let Some(Ok(Some(e)) | Err(e)) = pending {
             let err = st.error("receive", e);
             st.phase = Phase::Closed;
-            self.deferred.push_back(Deferred::Finish(key, Err(err)));
+            self.finish_later(key, Err(err));
         }
     }
 
@@ -855,20 +831,24 @@ impl<S: 'static> Reactor<S> {
             if let Err(e) = st.out.flush(io, &mut self.pool) {
                 let err = st.error("send", e);
                 st.phase = Phase::Closed;
-                self.deferred.push_back(Deferred::Finish(key, Err(err)));
+                self.finish_later(key, Err(err));
                 return;
             }
         }
-        if st.over_high && st.out.len() <= self.config.low_watermark {
+        // `Drained` is queued before a `Closed` this flush may queue.
+        let drained = st.over_high && st.out.len() <= self.config.low_watermark && {
             st.over_high = false;
-            if st.phase == Phase::Open {
-                self.deferred.push_back(Deferred::Drained(key));
-            }
-        }
+            st.phase == Phase::Open
+        };
         if !st.out.is_empty() {
-            if st.phase == Phase::Closing && st.cold.as_ref().map_or(true, |c| c.timer.is_none()) {
+            let arm =
+                st.phase == Phase::Closing && st.cold.as_ref().map_or(true, |c| c.timer.is_none());
+            if drained {
+                self.drained_later(key);
+            }
+            if arm {
                 // What is queued gets the linger time to leave, counted from here.
-                let timer = self.set_internal_timer(self.config.linger, TimerAction::Linger(key));
+                let timer = self.set_source_timer(self.config.linger, key, SourceTimer::Linger);
                 if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
                     st.cold().timer = Some(timer);
                 }
@@ -881,10 +861,16 @@ impl<S: 'static> Reactor<S> {
             st.write = WriteSide::Shut;
             let _ = io.shutdown(Shutdown::Write);
         }
-        if st.phase == Phase::Closing || (st.write == WriteSide::Shut && st.read == ReadSide::Done)
-        {
+        let finished = st.phase == Phase::Closing
+            || (st.write == WriteSide::Shut && st.read == ReadSide::Done);
+        if finished {
             st.phase = Phase::Closed;
-            self.deferred.push_back(Deferred::Finish(key, Ok(())));
+        }
+        if drained {
+            self.drained_later(key);
+        }
+        if finished {
+            self.finish_later(key, Ok(()));
         }
     }
 
@@ -894,6 +880,43 @@ impl<S: 'static> Reactor<S> {
                 self.call_stream(state, key, StreamEvent::Drained);
             }
         }
+    }
+}
+
+/// Streams, as the loop sees them.
+pub(crate) struct StreamKind;
+
+impl<S: 'static> Kind<S> for StreamKind {
+    fn ready(r: &mut Reactor<S>, state: &mut S, key: Key, event: &mio::event::Event) {
+        r.stream_event(state, key, event);
+    }
+
+    fn serve(r: &mut Reactor<S>, state: &mut S, key: Key) {
+        if let Some(Source::Stream(st)) = r.sources.get_mut(key) {
+            st.queued_ready = false;
+        }
+        r.stream_read(state, key);
+    }
+
+    fn timer(r: &mut Reactor<S>, _state: &mut S, key: Key, timer: SourceTimer) {
+        match timer {
+            SourceTimer::ConnectStagger => r.connect_stagger(key),
+            SourceTimer::ConnectTimeout => r.connect_timed_out(key),
+            SourceTimer::Linger => r.linger_expired(key),
+            SourceTimer::AcceptRetry => {}
+        }
+    }
+
+    fn flush(r: &mut Reactor<S>, key: Key) {
+        r.flush_stream(key);
+    }
+
+    fn drained(r: &mut Reactor<S>, state: &mut S, key: Key) {
+        r.deliver_drained(state, key);
+    }
+
+    fn finish(r: &mut Reactor<S>, state: &mut S, key: Key, result: Result<(), Error>) {
+        r.finish_stream(state, key, result);
     }
 }
 

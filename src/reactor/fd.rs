@@ -6,8 +6,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use mio::unix::SourceFd;
 
-use super::{stale, Key, Reactor, Source};
-use crate::error::{Error, SocketErrorStatus};
+use super::{Key, Kind, Reactor, Source};
+use crate::error::Error;
 
 /// Sets or clears `O_NONBLOCK` on a descriptor, so that an edge-triggered handler can
 /// read it until `WouldBlock` (stdin and pipes are blocking by default).
@@ -194,27 +194,18 @@ impl<S: 'static> Reactor<S> {
     {
         let raw = io.as_fd().as_raw_fd();
         let owned: Box<dyn OwnedFd<S>> = Box::new(Owned { io, handler });
-        let key = match self.sources.try_insert(Source::Fd(FdState { owned: None })) {
-            Ok(key) => key,
-            Err(_) => {
-                return Err(
-                    Error::new(SocketErrorStatus::TooManyOpenFiles, "register fd")
-                        .with_detail("the reactor has no slot left for another source"),
-                )
-            }
-        };
+        let key = self.insert_source(Source::Fd(FdState { owned: None }))?;
         if let Err(e) =
             self.poll
                 .registry()
                 .register(&mut SourceFd(&raw), key.token(), interest.to_mio())
         {
-            self.sources.remove(key);
+            self.remove_source(key);
             return Err(Error::from_io("register fd", e).with_detail(format!("fd {raw}")));
         }
         if let Some(Source::Fd(fd)) = self.sources.get_mut(key) {
             fd.owned = Some(owned);
         }
-        self.live += 1;
         Ok(FdSource(key))
     }
 
@@ -229,17 +220,16 @@ impl<S: 'static> Reactor<S> {
     pub fn deregister_fd(&mut self, source: FdSource) -> Result<(), Error> {
         match self.sources.get(source.0) {
             Some(Source::Fd(_)) => {
-                if let Some(Source::Fd(fd)) = self.sources.remove(source.0) {
+                if let Some(Source::Fd(fd)) = self.remove_source(source.0) {
                     fd.close(&self.poll);
-                    self.live -= 1;
                 }
                 Ok(())
             }
-            _ => Err(stale("deregister fd")),
+            _ => Err(crate::error::stale_handle("FdSource", "deregister fd")),
         }
     }
 
-    pub(crate) fn fd_event(&mut self, state: &mut S, key: Key, event: FdEvent) {
+    fn fd_event(&mut self, state: &mut S, key: Key, event: FdEvent) {
         let Some(Source::Fd(fd)) = self.sources.get_mut(key) else {
             return;
         };
@@ -253,14 +243,26 @@ impl<S: 'static> Reactor<S> {
             fd.owned = Some(owned);
             if !returned {
                 // Deregistered, as if its handler had called `deregister_fd`.
-                self.deferred.push_back(super::Deferred::Finish(
-                    key,
-                    Err(super::panicked("fd handler")),
-                ));
+                self.finish_later(key, Err(super::panicked("fd handler")));
             }
         } else {
             // Deregistered by its own handler: finish the job with the value in hand.
             deregister(&self.poll, &*owned);
+        }
+    }
+}
+
+/// Descriptors registered with [`Reactor::register_fd`], as the loop sees them.
+pub(crate) struct FdKind;
+
+impl<S: 'static> Kind<S> for FdKind {
+    fn ready(r: &mut Reactor<S>, state: &mut S, key: Key, event: &mio::event::Event) {
+        r.fd_event(state, key, FdEvent::from_mio(event));
+    }
+
+    fn finish(r: &mut Reactor<S>, _state: &mut S, key: Key, _result: Result<(), Error>) {
+        if let Some(Source::Fd(fd)) = r.remove_source(key) {
+            fd.close(&r.poll);
         }
     }
 }

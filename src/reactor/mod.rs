@@ -4,6 +4,7 @@ mod clock;
 mod fd;
 pub(crate) mod registry;
 mod remote;
+mod source;
 #[cfg(test)]
 mod tests;
 pub(crate) mod timer;
@@ -19,11 +20,9 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Waker};
 
-use crate::error::{Error, SocketErrorStatus};
+use crate::error::{stale_handle, Error, SocketErrorStatus};
 use crate::io::BufPool;
-use crate::net::listener::ListenerState;
 use crate::net::resolver::Resolver;
-use crate::net::stream::StreamState;
 
 use clock::{Clock, CLOCK};
 pub use fd::{set_nonblocking, FdEvent, FdSource, Interest};
@@ -31,6 +30,7 @@ pub(crate) use registry::Key;
 use registry::{Registry, WAKER};
 pub use remote::Remote;
 use remote::{Posted, Shared};
+pub(crate) use source::{Kind, Source, SourceTimer};
 use timer::{Owner, Timers};
 
 /// A timer handle: a slot index and the slot's version, `Copy`, cheap to store.
@@ -49,31 +49,14 @@ impl fmt::Debug for TimerId {
 
 type TimerFn<S> = Box<dyn FnMut(&mut Reactor<S>, &mut S, TimerId)>;
 
-/// What a timer does when it fires: a user callback, or a step of the reactor's own.
+/// What a timer does when it fires: a user callback, or one of a source's own.
 pub(crate) enum TimerAction<S: 'static> {
     User(TimerFn<S>),
-    /// Start the next Happy Eyeballs attempt of a connecting socket.
-    ConnectStagger(Key),
-    /// Give up connecting.
-    ConnectTimeout(Key),
-    /// A graceful close or a lingering drain took too long.
-    Linger(Key),
-    /// Try `accept` again after running out of file descriptors.
-    AcceptRetry(Key),
-}
-
-/// Everything registered with the poller.
-pub(crate) enum Source<S: 'static> {
-    Stream(StreamState<S>),
-    Listener(Box<ListenerState<S>>),
-    Fd(fd::FdState<S>),
-    /// A stream closed by its owner, reading the peer's last bytes until EOF so that
-    /// closing does not reset the connection while the peer is still sending.
-    Lingering(mio::net::TcpStream, Option<Key>),
+    Source(Key, SourceTimer),
 }
 
 /// Work that must wait until no handler is running.
-pub(crate) enum Deferred {
+enum Deferred {
     /// Remove a socket and deliver its `Closed` event.
     Finish(Key, Result<(), Error>),
     /// Deliver `Drained`.
@@ -294,17 +277,17 @@ pub struct Reactor<S: 'static = ()> {
     pub(crate) poll: Poll,
     events: Option<Events>,
     pub(crate) sources: Registry<Source<S>>,
-    pub(crate) timers: Timers<TimerAction<S>>,
+    timers: Timers<TimerAction<S>>,
     /// Wakes the poll at deadlines finer than a millisecond.
     clock: Clock,
     pub(crate) config: Config,
     pub(crate) scratch: Vec<u8>,
     pub(crate) pool: BufPool,
     /// Sources to serve again next turn without a kernel event.
-    pub(crate) ready: Vec<Key>,
+    ready: Vec<Key>,
     /// Streams written during the current handler call.
-    pub(crate) dirty: Vec<Key>,
-    pub(crate) deferred: VecDeque<Deferred>,
+    dirty: Vec<Key>,
+    deferred: VecDeque<Deferred>,
     pub(crate) resolver: Option<Resolver>,
     waker: Arc<Waker>,
     shared: Arc<Shared>,
@@ -313,10 +296,10 @@ pub struct Reactor<S: 'static = ()> {
     /// The jobs being run by a wake-up (empty between wake-ups, capacity kept).
     jobs: Vec<Posted<S>>,
     /// Sources visible to the user (sockets, fds) plus user timers.
-    pub(crate) live: usize,
-    pub(crate) dispatching: bool,
+    live: usize,
+    dispatching: bool,
     stopped: bool,
-    pub(crate) stats: Stats,
+    stats: Stats,
     /// A handler's panic, to resume once the turn's work is done.
     panic: Option<Box<dyn Any + Send>>,
 }
@@ -499,6 +482,10 @@ impl<S: 'static> Reactor<S> {
         self.stats
     }
 
+    pub(crate) fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
     /// Sets a one-shot timer that calls `handler` once `after` has passed, measured
     /// from now. The handler may re-arm the same timer with
     /// [`reset_timer`](Reactor::reset_timer).
@@ -533,7 +520,7 @@ impl<S: 'static> Reactor<S> {
         if self.timers.reset(id.0, Owner::User, deadline_after(after)) {
             Ok(())
         } else {
-            Err(stale("reset timer"))
+            Err(stale_handle("TimerId", "reset timer"))
         }
     }
 
@@ -548,18 +535,13 @@ impl<S: 'static> Reactor<S> {
                 self.live -= 1;
                 Ok(())
             }
-            None => Err(stale("cancel timer")),
+            None => Err(stale_handle("TimerId", "cancel timer")),
         }
     }
 
     /// When a timer is due, or `None` if it is not pending.
     pub fn timer_deadline(&self, id: TimerId) -> Option<Instant> {
         self.timers.deadline(id.0, Owner::User)
-    }
-
-    pub(crate) fn set_internal_timer(&mut self, after: Duration, action: TimerAction<S>) -> Key {
-        self.timers
-            .insert(deadline_after(after), Owner::Reactor, action)
     }
 
     pub(crate) fn cancel_internal_timer(&mut self, key: Option<Key>) {
@@ -616,18 +598,10 @@ impl<S: 'static> Reactor<S> {
             self.woken(state);
             return;
         }
-        let Some(key) = self.sources.key_of(token) else {
-            self.stats.stale_events += 1;
-            return;
-        };
-        match self.sources.get(key) {
-            None => self.stats.stale_events += 1,
-            Some(Source::Stream(_)) => self.stream_event(state, key, event),
-            Some(Source::Listener(_)) => self.listener_event(state, key),
-            Some(Source::Fd(_)) => self.fd_event(state, key, FdEvent::from_mio(event)),
-            Some(Source::Lingering(..)) => self.linger_ready(key),
+        match self.sources.key_of(token) {
+            Some(key) if self.source_ready(state, key, event) => self.after_dispatch(state),
+            _ => self.stats.stale_events += 1,
         }
-        self.after_dispatch(state);
     }
 
     /// Serves the sources that used up their budget last turn.
@@ -636,17 +610,7 @@ impl<S: 'static> Reactor<S> {
             return;
         }
         for key in ready.drain(..) {
-            match self.sources.get_mut(key) {
-                Some(Source::Stream(st)) => {
-                    st.queued_ready = false;
-                    self.stream_read(state, key);
-                }
-                Some(Source::Listener(_)) => {
-                    self.listener_served(key);
-                    self.listener_ready(state, key);
-                }
-                _ => {}
-            }
+            self.source_serve(state, key);
             self.after_dispatch(state);
         }
         if self.ready.is_empty() {
@@ -675,21 +639,9 @@ impl<S: 'static> Reactor<S> {
                     }
                     self.timers.finish(key, TimerAction::User(f));
                 }
-                TimerAction::ConnectStagger(k) => {
-                    self.timers.finish(key, TimerAction::ConnectStagger(k));
-                    self.connect_stagger(k);
-                }
-                TimerAction::ConnectTimeout(k) => {
-                    self.timers.finish(key, TimerAction::ConnectTimeout(k));
-                    self.connect_timed_out(k);
-                }
-                TimerAction::Linger(k) => {
-                    self.timers.finish(key, TimerAction::Linger(k));
-                    self.linger_expired(k);
-                }
-                TimerAction::AcceptRetry(k) => {
-                    self.timers.finish(key, TimerAction::AcceptRetry(k));
-                    self.accept_retry(state, k);
+                TimerAction::Source(source, timer) => {
+                    self.timers.finish(key, TimerAction::Source(source, timer));
+                    self.source_timer(state, source, timer);
                 }
             }
             self.after_dispatch(state);
@@ -709,31 +661,15 @@ impl<S: 'static> Reactor<S> {
     fn run_after_dispatch(&mut self, state: &mut S) {
         loop {
             if let Some(key) = self.dirty.pop() {
-                self.flush_stream(key);
+                self.source_flush(key);
             } else if let Some(work) = self.deferred.pop_front() {
                 match work {
-                    Deferred::Finish(key, result) => self.finish(state, key, result),
-                    Deferred::Drained(key) => self.deliver_drained(state, key),
+                    Deferred::Finish(key, result) => self.source_finish(state, key, result),
+                    Deferred::Drained(key) => self.source_drained(state, key),
                 }
             } else {
                 return;
             }
-        }
-    }
-
-    /// Removes a source and delivers its `Closed` event.
-    pub(crate) fn finish(&mut self, state: &mut S, key: Key, result: Result<(), Error>) {
-        match self.sources.get(key) {
-            Some(Source::Stream(_)) => self.finish_stream(state, key, result),
-            Some(Source::Listener(_)) => self.finish_listener(state, key, result),
-            Some(Source::Fd(_)) => {
-                if let Some(Source::Fd(fd)) = self.sources.remove(key) {
-                    fd.close(&self.poll);
-                    self.live -= 1;
-                }
-            }
-            Some(Source::Lingering(..)) => self.end_linger(key),
-            None => {}
         }
     }
 
@@ -841,9 +777,4 @@ pub(crate) fn panicked(operation: &'static str) -> Error {
 fn inside_handler(operation: &'static str) -> Error {
     Error::new(SocketErrorStatus::InvalidState, operation)
         .with_detail("called from inside a handler, which would run handlers inside handlers")
-}
-
-pub(crate) fn stale(operation: &'static str) -> Error {
-    Error::new(SocketErrorStatus::InvalidHandle, operation)
-        .with_detail("the handle is stale: its socket or timer is closed, or its slot was reused")
 }

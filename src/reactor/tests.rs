@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use super::{Key, Owner, Reactor, TimerAction, TimerId};
+use super::{Key, Owner, Reactor, SourceTimer, TimerId};
 
 #[test]
 fn a_timer_id_cannot_reach_an_internal_timer() {
     let mut r = Reactor::<()>::new().unwrap();
     let owner = Key { index: 0, gen: 0 };
-    let internal = r.set_internal_timer(Duration::from_secs(60), TimerAction::Linger(owner));
+    let internal = r.set_source_timer(Duration::from_secs(60), owner, SourceTimer::Linger);
     // A forged (or stale, aliased) id naming the internal timer's slot and version.
     let forged = TimerId(internal);
     assert!(r.timer_deadline(forged).is_none());
