@@ -31,6 +31,7 @@ mod b2_connections;
 mod b3_batched;
 mod b6_wake;
 mod b7_memory;
+mod b8_timers;
 mod chart;
 mod competitors;
 mod report;
@@ -88,6 +89,7 @@ pub const FAMILIES: &[Family] = &[
     b3_batched::FAMILY,
     b6_wake::FAMILY,
     b7_memory::FAMILY,
+    b8_timers::FAMILY,
 ];
 
 /// A child's answer: the `key=value` pairs of its `RESULT` line.
