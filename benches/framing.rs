@@ -1,7 +1,7 @@
 //! Side by side: sockloop's `LengthPrefixed` against tokio-util's `LengthDelimitedCodec`,
 //! decoding and encoding the same stream of 64-byte frames (4-byte big-endian length).
 //!
-//! Run with `cargo bench --bench framing`.
+//! Run with `cargo bench -p sockloop-bench --bench framing`.
 
 use std::hint::black_box;
 

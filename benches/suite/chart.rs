@@ -68,6 +68,7 @@ pub const SOCKLOOP_COLOUR: &str = "#e8590c";
 const KNOWN: &[(&str, &str)] = &[
     ("sockloop", SOCKLOOP_COLOUR),
     ("mio", "#4c72b0"),
+    ("mio-map", "#8fa9d6"),
     ("tokio", "#55a868"),
     ("message-io", "#8172b2"),
     ("std", "#8c8c8c"),
@@ -480,7 +481,7 @@ impl Chart {
 }
 
 /// Renders charts with every edge case the writer must survive and checks that the
-/// SVG is well formed; panics otherwise. Run by `cargo bench --bench suite -- --quick`
+/// SVG is well formed; panics otherwise. Run by `cargo bench -p sockloop-bench --bench suite -- --quick`
 /// (a `harness = false` target has no unit tests).
 pub fn self_check() {
     let bar = |label: &str, median: f64, min: f64, max: f64| Bar {
@@ -592,7 +593,7 @@ pub fn self_check() {
     assert_eq!(colour("tokio"), colour(" tokio "));
     assert_ne!(colour("tokio write_all"), colour("tokio"));
     assert_eq!(colour("tokio write_all"), colour("tokio write_all"));
-    for name in ["mio", "tokio", "message-io", "std"] {
+    for name in ["mio", "mio-map", "tokio", "message-io", "std"] {
         assert_ne!(colour(name), SOCKLOOP_COLOUR);
     }
     assert!(PALETTE.contains(&colour("someone else").as_str()));

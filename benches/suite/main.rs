@@ -2,10 +2,10 @@
 //! current_thread runtime, blocking std::net and message-io, on loopback.
 //!
 //! ```text
-//! cargo bench --bench suite                      # every family, 5 repetitions
-//! cargo bench --bench suite -- --quick           # everything once, small counts, seconds
-//! cargo bench --bench suite -- --write           # also write BENCHMARKS.md
-//! cargo bench --bench suite -- --only b1 --competitors sockloop,mio --reps 7
+//! cargo bench -p sockloop-bench --bench suite             # every family, 5 repetitions
+//! cargo bench -p sockloop-bench --bench suite -- --quick  # everything once, small counts
+//! cargo bench -p sockloop-bench --bench suite -- --write  # also write BENCHMARKS.md
+//! cargo bench -p sockloop-bench --bench suite -- --only b1 --competitors sockloop,mio --reps 7
 //! ```
 //!
 //! Method: every measurement runs fresh processes: the driver re-executes itself as a
@@ -31,6 +31,7 @@ mod b2_connections;
 mod b3_batched;
 mod b6_wake;
 mod b7_memory;
+mod b8_timers;
 mod chart;
 mod competitors;
 mod report;
@@ -88,6 +89,7 @@ pub const FAMILIES: &[Family] = &[
     b3_batched::FAMILY,
     b6_wake::FAMILY,
     b7_memory::FAMILY,
+    b8_timers::FAMILY,
 ];
 
 /// A child's answer: the `key=value` pairs of its `RESULT` line.
@@ -595,7 +597,7 @@ fn tool_available(tool: &str, version_flag: &str) -> bool {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo bench --bench suite -- [--quick] [--write] [--reps N] \
+        "usage: cargo bench -p sockloop-bench --bench suite -- [--quick] [--write] [--reps N] \
          [--only b1,b7] [--competitors {}]",
         competitors::ALL
             .iter()
@@ -679,7 +681,9 @@ fn main() {
     }
     if !bench && !quick {
         // `cargo test` runs harness = false targets with no arguments: nothing to do.
-        eprintln!("suite: not run (use `cargo bench --bench suite [-- --quick]`)");
+        eprintln!(
+            "suite: not run (use `cargo bench -p sockloop-bench --bench suite [-- --quick]`)"
+        );
         return;
     }
 
@@ -691,7 +695,7 @@ fn main() {
         callgrind: tool_available("valgrind", "--version"),
     };
     let command = format!(
-        "cargo bench --bench suite --{}",
+        "cargo bench -p sockloop-bench --bench suite --{}",
         args.iter()
             .filter(|a| *a != "--bench")
             .map(|a| format!(" {a}"))
@@ -712,7 +716,10 @@ fn main() {
     let text = report.render();
     println!("{text}");
     if write {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The report goes to the repository root, the bench crate's parent.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the bench crate is in the repository");
         let path = root.join("BENCHMARKS.md");
         std::fs::write(&path, &text).expect("write BENCHMARKS.md");
         eprintln!("suite: wrote {}", path.display());

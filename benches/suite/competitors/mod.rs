@@ -28,8 +28,14 @@ pub const ALL: &[Competitor] = &[
     },
     Competitor {
         name: "mio",
-        describe: "hand-written mio 1.0 loop, one shared read buffer (the floor for a reactor)",
+        describe: "hand-written mio 1.0 loop, connections in a Vec of slots, one shared read \
+                   buffer (the floor for a reactor)",
         serve: mio_loop::serve,
+    },
+    Competitor {
+        name: "mio-map",
+        describe: "the same mio loop with its connections in a HashMap",
+        serve: mio_loop::serve_map,
     },
     Competitor {
         name: "tokio",
