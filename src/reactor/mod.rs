@@ -1,6 +1,8 @@
 //! The loop: poll, dispatch, timers, cross-thread wake-ups.
 
+mod builder;
 mod clock;
+mod dispatch;
 mod fd;
 pub(crate) mod registry;
 mod remote;
@@ -13,7 +15,6 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +25,10 @@ use crate::error::{stale_handle, Error, SocketErrorStatus};
 use crate::io::BufPool;
 use crate::net::resolver::Resolver;
 
-use clock::{Clock, CLOCK};
+pub(crate) use builder::Config;
+pub use builder::{Builder, Stats};
+use clock::Clock;
+pub(crate) use dispatch::panicked;
 pub use fd::{set_nonblocking, FdEvent, FdSource, Interest};
 pub(crate) use registry::Key;
 use registry::{Registry, WAKER};
@@ -61,188 +65,6 @@ enum Deferred {
     Finish(Key, Result<(), Error>),
     /// Deliver `Drained`.
     Drained(Key),
-}
-
-/// Tuning of a [`Reactor`], made with [`Reactor::builder`].
-///
-/// # Examples
-///
-/// ```
-/// let reactor: sockloop::Reactor<()> = sockloop::Reactor::<()>::builder()
-///     .event_capacity(256)
-///     .read_budget(64 * 1024)
-///     .watermarks(16 * 1024, 128 * 1024, 1024 * 1024)
-///     .build()?;
-/// # let _ = reactor;
-/// # Ok::<(), sockloop::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct Builder {
-    pub(crate) config: Config,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) event_capacity: usize,
-    pub(crate) read_budget: usize,
-    pub(crate) accept_budget: usize,
-    pub(crate) scratch_size: usize,
-    pub(crate) low_watermark: usize,
-    pub(crate) high_watermark: usize,
-    pub(crate) write_limit: usize,
-    pub(crate) inbound_limit: usize,
-    pub(crate) linger: Duration,
-    pub(crate) pool_chunks: usize,
-    pub(crate) catch_panics: bool,
-}
-
-impl Default for Builder {
-    fn default() -> Builder {
-        Builder {
-            config: Config {
-                event_capacity: 1024,
-                read_budget: 256 * 1024,
-                accept_budget: 128,
-                scratch_size: 64 * 1024,
-                low_watermark: 64 * 1024,
-                high_watermark: 256 * 1024,
-                // Room for one frame of the default codec's maximum (8 MiB) plus its
-                // header: any frame the defaults accept can be written back.
-                write_limit: 16 * 1024 * 1024,
-                inbound_limit: 8 * 1024 * 1024,
-                linger: Duration::from_secs(10),
-                pool_chunks: 64,
-                catch_panics: false,
-            },
-        }
-    }
-}
-
-impl Builder {
-    /// Events taken from the kernel per poll (default 1024).
-    #[must_use]
-    pub fn event_capacity(mut self, n: usize) -> Self {
-        self.config.event_capacity = n.max(1);
-        self
-    }
-
-    /// Bytes one socket may read per turn before the others get their go (default
-    /// 256 KiB). A socket over budget is served again on the next turn without waiting
-    /// for a new kernel event.
-    #[must_use]
-    pub fn read_budget(mut self, bytes: usize) -> Self {
-        self.config.read_budget = bytes.max(1);
-        self
-    }
-
-    /// Connections one listener may accept per turn (default 128).
-    #[must_use]
-    pub fn accept_budget(mut self, n: usize) -> Self {
-        self.config.accept_budget = n.max(1);
-        self
-    }
-
-    /// Size of the one read buffer all sockets share (default 64 KiB).
-    #[must_use]
-    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
-        self.config.scratch_size = bytes.max(64);
-        self
-    }
-
-    /// Write-queue watermarks: over `high`, the socket is flagged; when it falls to
-    /// `low` again, the handler gets `Drained`. Over `limit`, `write` fails with
-    /// `NoBufferSpaceAvailable` and queues nothing. Defaults: 64 KiB, 256 KiB, 16 MiB
-    /// (a frame of [`LengthPrefixed`](crate::framing::LengthPrefixed)'s default maximum,
-    /// 8 MiB, fits with room to spare).
-    /// All three are capped at 2 GiB per socket.
-    #[must_use]
-    pub fn watermarks(mut self, low: usize, high: usize, limit: usize) -> Self {
-        // Half the queue's range: an encoder that writes more than it announced
-        // cannot overflow the count.
-        let cap = crate::io::outbound::MAX_QUEUED / 2;
-        let high = high.clamp(1, cap);
-        self.config.high_watermark = high;
-        self.config.low_watermark = low.min(high - 1);
-        self.config.write_limit = limit.max(high).min(cap);
-        self
-    }
-
-    /// The most bytes a socket keeps unconsumed (left by its handler, or received
-    /// before it has one); default 8 MiB. A handler that leaves this much without
-    /// consuming any gets the socket closed with `MessageTooLong`.
-    #[must_use]
-    pub fn inbound_limit(mut self, bytes: usize) -> Self {
-        self.config.inbound_limit = bytes.max(1);
-        self
-    }
-
-    /// How long `close` may take to send what is queued (default 10 s). Past it, the
-    /// connection is reset and `Closed` reports `ConnectionTimedOut`.
-    #[must_use]
-    pub fn linger(mut self, timeout: Duration) -> Self {
-        self.config.linger = timeout;
-        self
-    }
-
-    /// What a panicking handler does to the program (default `false`).
-    ///
-    /// Whatever the setting, a handler that panics (socket, listener, fd, timer or
-    /// posted job) never leaves the reactor half-updated: the panic is caught at the
-    /// handler's boundary, what the dispatch took out (the read buffer, the socket's
-    /// input and handler) is put back, and the source whose handler panicked is closed
-    /// with status [`HandlerPanicked`](crate::SocketErrorStatus::HandlerPanicked),
-    /// delivered as its one `Closed` event to the same handler (a timer is cancelled,
-    /// a registered fd deregistered). Every other socket carries on.
-    ///
-    /// - `false`: once the turn's work is done, the panic goes on out of
-    ///   [`turn`](Reactor::turn) or [`run`](Reactor::run), as if nothing had caught it.
-    ///   A caller that catches it (`std::panic::catch_unwind`) may go on using the
-    ///   reactor.
-    /// - `true`: the panic is logged at error level and counted in
-    ///   [`Stats::handler_panics`]; `turn` and `run` go on. What servers usually want:
-    ///   one bad connection does not take the others down.
-    ///
-    /// Either way, what the handler had changed in the application state before it
-    /// panicked stays as it was left.
-    #[must_use]
-    pub fn catch_handler_panics(mut self, catch: bool) -> Self {
-        self.config.catch_panics = catch;
-        self
-    }
-
-    /// Builds the reactor.
-    ///
-    /// # Errors
-    ///
-    /// When the system refuses an epoll instance or an eventfd (too many open files).
-    pub fn build<S: 'static>(self) -> Result<Reactor<S>, Error> {
-        Reactor::with_config(self.config)
-    }
-}
-
-/// Counters of what the reactor did, for tests and monitoring.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Polls made.
-    pub turns: u64,
-    /// Kernel events received.
-    pub events: u64,
-    /// Events dropped because their socket was closed (and its slot perhaps reused)
-    /// before they were dispatched.
-    pub stale_events: u64,
-    /// Connections accepted.
-    pub accepted: u64,
-    /// `accept` calls that failed for lack of file descriptors.
-    pub accept_fd_exhausted: u64,
-    /// Handlers that panicked (each closed its socket, see
-    /// [`Builder::catch_handler_panics`]).
-    pub handler_panics: u64,
-    /// Times the precise clock (a timerfd) was armed: once each time the earliest
-    /// deadline changes, unless that deadline is far (20 ms or more) and a whole number
-    /// of milliseconds away.
-    /// See [`Reactor::turn`].
-    pub timer_arms: u64,
 }
 
 /// The event loop: owns the poller, every socket, timer and handler.
@@ -550,185 +372,6 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
-    /// Polls until kernel events come or a deadline (`until`, or the earliest timer's)
-    /// is reached, and dispatches the events; returns how many there were. The clock's
-    /// own event is not one: a wake-up by the clock alone before any deadline (an arming
-    /// left by a cancelled timer) polls again, so a turn never ends early.
-    fn poll_and_dispatch(
-        &mut self,
-        state: &mut S,
-        events: &mut Events,
-        until: Option<Instant>,
-        immediate: bool,
-    ) -> std::io::Result<usize> {
-        loop {
-            let wait = if immediate {
-                Some(Duration::ZERO)
-            } else {
-                let deadline = match (until, self.timers.next_deadline()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                self.clock
-                    .wait_for(&self.poll, deadline, &mut self.stats.timer_arms)
-            };
-            self.stats.turns += 1;
-            self.poll.poll(events, wait)?;
-            let mut count = 0;
-            for event in events.iter() {
-                if event.token() != CLOCK {
-                    count += 1;
-                    self.dispatch(state, event);
-                }
-            }
-            if count > 0 || immediate {
-                return Ok(count);
-            }
-            let now = Instant::now();
-            let reached = |d: Option<Instant>| d.is_some_and(|d| d <= now);
-            if reached(until) || reached(self.timers.next_deadline()) {
-                return Ok(0);
-            }
-        }
-    }
-
-    fn dispatch(&mut self, state: &mut S, event: &mio::event::Event) {
-        let token = event.token();
-        if token == WAKER {
-            self.woken(state);
-            return;
-        }
-        match self.sources.key_of(token) {
-            Some(key) if self.source_ready(state, key, event) => self.after_dispatch(state),
-            _ => self.stats.stale_events += 1,
-        }
-    }
-
-    /// Serves the sources that used up their budget last turn.
-    fn serve_ready(&mut self, state: &mut S, mut ready: Vec<Key>) {
-        if ready.is_empty() {
-            return;
-        }
-        for key in ready.drain(..) {
-            self.source_serve(state, key);
-            self.after_dispatch(state);
-        }
-        if self.ready.is_empty() {
-            self.ready = ready;
-        }
-    }
-
-    fn fire_timers(&mut self, state: &mut S) {
-        // No clock read on turns without timers (the common case for a busy socket).
-        if self.timers.next_deadline().is_none() {
-            return;
-        }
-        let now = Instant::now();
-        while let Some((key, action)) = self.timers.pop_expired(now) {
-            match action {
-                TimerAction::User(mut f) => {
-                    let returned = self.in_handler(|r| f(r, state, TimerId(key))).is_some();
-                    if !self.timers.contains(key, Owner::User) {
-                        // Cancelled from inside its own callback.
-                    } else if !returned {
-                        // A timer whose callback panicked is dropped, even if re-armed.
-                        self.timers.cancel(key, Owner::User);
-                        self.live -= 1;
-                    } else if self.timers.deadline(key, Owner::User).is_none() {
-                        self.live -= 1;
-                    }
-                    self.timers.finish(key, TimerAction::User(f));
-                }
-                TimerAction::Source(source, timer) => {
-                    self.timers.finish(key, TimerAction::Source(source, timer));
-                    self.source_timer(state, source, timer);
-                }
-            }
-            self.after_dispatch(state);
-        }
-    }
-
-    /// Sends what handlers queued and runs deferred work, until neither is left.
-    #[inline]
-    pub(crate) fn after_dispatch(&mut self, state: &mut S) {
-        // Called after every handler and several times a turn, usually with nothing
-        // to do: keep that check out of the call.
-        if !self.dirty.is_empty() || !self.deferred.is_empty() {
-            self.run_after_dispatch(state);
-        }
-    }
-
-    fn run_after_dispatch(&mut self, state: &mut S) {
-        loop {
-            if let Some(key) = self.dirty.pop() {
-                self.source_flush(key);
-            } else if let Some(work) = self.deferred.pop_front() {
-                match work {
-                    Deferred::Finish(key, result) => self.source_finish(state, key, result),
-                    Deferred::Drained(key) => self.source_drained(state, key),
-                }
-            } else {
-                return;
-            }
-        }
-    }
-
-    fn woken(&mut self, state: &mut S) {
-        self.resolved();
-        // Only the jobs posted so far: a job that posts another (a "yield") must not
-        // keep this turn going forever; the later one runs next turn (its post woke
-        // the poller again).
-        // Taken through a kept list, so that a wake-up allocates nothing.
-        let mut jobs = std::mem::take(&mut self.jobs);
-        jobs.extend(self.posted_rx.try_iter());
-        for job in jobs.drain(..) {
-            self.in_handler(|r| job(r, state));
-            self.after_dispatch(state);
-        }
-        self.jobs = jobs;
-        if self.shared.take_stop() {
-            self.stopped = true;
-        }
-    }
-
-    /// Runs `call` (a user handler) with the reactor marked as dispatching, so that
-    /// writes made inside are batched and `turn`/`run` are refused. A panic is caught
-    /// here, at the handler's boundary, so that every frame of the dispatch below puts
-    /// back what it took out: `None` tells the caller to close the source whose
-    /// handler panicked. The panic itself is resumed at the end of the turn, or logged
-    /// (see [`Builder::catch_handler_panics`]).
-    pub(crate) fn in_handler<R>(&mut self, call: impl FnOnce(&mut Self) -> R) -> Option<R> {
-        let was = std::mem::replace(&mut self.dispatching, true);
-        let result = catch_unwind(AssertUnwindSafe(|| call(self)));
-        self.dispatching = was;
-        match result {
-            Ok(r) => Some(r),
-            Err(payload) => {
-                self.handler_panicked(payload);
-                None
-            }
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn handler_panicked(&mut self, payload: Box<dyn Any + Send>) {
-        self.stats.handler_panics += 1;
-        if self.config.catch_panics || self.panic.is_some() {
-            log::error!("a handler panicked: {}", panic_message(&*payload));
-        } else {
-            self.panic = Some(payload);
-        }
-    }
-
-    /// Resumes a handler's panic, once nothing of the turn is left half done.
-    #[inline]
-    fn resume_panic(&mut self) {
-        if let Some(payload) = self.panic.take() {
-            resume_unwind(payload);
-        }
-    }
-
     pub(crate) fn waker(&self) -> Arc<Waker> {
         self.waker.clone()
     }
@@ -756,22 +399,6 @@ fn deadline_after(after: Duration) -> Instant {
     now.checked_add(after.min(CENTURY))
         .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
         .unwrap_or(now)
-}
-
-/// The message of a panic's payload, if it has one.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
-}
-
-/// The error a source whose handler panicked is closed with.
-#[cold]
-pub(crate) fn panicked(operation: &'static str) -> Error {
-    Error::new(SocketErrorStatus::HandlerPanicked, operation)
-        .with_detail("the handler panicked; the socket was closed")
 }
 
 fn inside_handler(operation: &'static str) -> Error {

@@ -21,9 +21,8 @@ use super::timer::Owner;
 use super::{deadline_after, Deferred, Key, Reactor, TimerAction};
 use crate::error::{Error, SocketErrorStatus};
 use crate::io::BufPool;
-use crate::net::close::{Lingering, LingeringKind};
 use crate::net::listener::{ListenerKind, ListenerState};
-use crate::net::stream::{StreamKind, StreamState};
+use crate::net::stream::{Lingering, LingeringKind, StreamKind, StreamState};
 
 /// Everything registered with the poller.
 pub(crate) enum Source<S: 'static> {

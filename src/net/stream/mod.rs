@@ -1,0 +1,376 @@
+//! `StreamSocket`: a TCP connection driven by the reactor.
+
+mod close;
+mod connect;
+mod framed;
+mod kind;
+mod receive;
+mod send;
+mod state;
+
+pub(crate) use close::{Lingering, LingeringKind};
+pub(crate) use kind::StreamKind;
+pub(crate) use send::over_limit;
+pub(crate) use state::{reset, writable_state, Phase, ReadSide, StreamState, WriteSide};
+
+use std::fmt;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+
+use crate::error::stale_handle;
+use crate::error::{Error, SocketErrorStatus};
+use crate::io::inbound::Input;
+use crate::io::sys;
+use crate::net::control::{RoundTripTimeStatistics, StreamSocketInformation};
+use crate::net::hostname::HostName;
+use crate::net::listener::canonical;
+use crate::reactor::{Key, Reactor, Source};
+
+/// The stale-handle error of a stream operation.
+pub(crate) fn stale(operation: &'static str) -> Error {
+    stale_handle("StreamSocket", operation)
+}
+
+/// A TCP connection: a `Copy` handle to a socket owned by a [`Reactor`].
+///
+/// Every call takes the reactor; a handle whose socket is closed gives an
+/// `InvalidHandle` error, never another socket's data.
+///
+/// # Examples
+///
+/// Connect, send a line, print what comes back:
+///
+/// ```no_run
+/// use sockloop::{Reactor, StreamEvent, StreamSocket};
+///
+/// let mut reactor = Reactor::<()>::new()?;
+/// StreamSocket::connect(&mut reactor, "127.0.0.1", 7,
+///     |reactor, _state, socket, event| match event {
+///         StreamEvent::Connected => socket.write(reactor, b"hello\n").unwrap(),
+///         StreamEvent::Received(mut input) => {
+///             println!("{}", String::from_utf8_lossy(input.bytes()));
+///             input.consume_all();
+///             socket.close(reactor).unwrap();
+///         }
+///         StreamEvent::Closed(result) => println!("closed: {result:?}"),
+///         _ => {}
+///     })?;
+/// reactor.run(&mut ())?;
+/// # Ok::<(), sockloop::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamSocket(pub(crate) Key);
+
+impl fmt::Debug for StreamSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamSocket({}v{})", self.0.index, self.0.gen)
+    }
+}
+
+/// What happened on a stream socket.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StreamEvent<'a> {
+    /// The connection is established (for sockets made with `connect`).
+    Connected,
+    /// Bytes arrived. Consume what you use; the rest is offered again with the next
+    /// bytes.
+    Received(Input<'a>),
+    /// One whole message, for a socket given a codec with
+    /// [`set_framing`](StreamSocket::set_framing): the payload without its header or
+    /// terminator. Nothing is copied or allocated for it.
+    Message(&'a [u8]),
+    /// The peer closed its sending side (end of file). This side may still write;
+    /// `close` or `shutdown_write` ends the connection.
+    ReadClosed,
+    /// The write queue, which had grown over the high watermark, fell to the low one:
+    /// writing can resume.
+    Drained,
+    /// The socket is closed and its handle stale. Always the last event, delivered
+    /// exactly once: `Ok` after a local `close`/`abort` or a clean end, `Err` with the
+    /// status when the connection failed.
+    Closed(Result<(), Error>),
+}
+
+pub(crate) type StreamHandler<S> =
+    Box<dyn FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>)>;
+
+impl StreamSocket {
+    /// Adopts a connected `std` socket (made non-blocking here).
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be made non-blocking or registered.
+    pub fn from_std<S: 'static>(
+        reactor: &mut Reactor<S>,
+        stream: std::net::TcpStream,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>) + 'static,
+    ) -> Result<StreamSocket, Error> {
+        stream
+            .set_nonblocking(true)
+            .map_err(|e| Error::from_io("adopt stream", e))?;
+        let key = reactor.add_stream(TcpStream::from_std(stream), Some(Box::new(handler)))?;
+        Ok(StreamSocket(key))
+    }
+
+    /// Gives the handler to a socket that has none (an accepted one) or replaces it.
+    /// Bytes that arrived before are delivered to it on the next turn.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if the socket is closed.
+    pub fn set_handler<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, StreamSocket, StreamEvent<'_>) + 'static,
+    ) -> Result<(), Error> {
+        let st = reactor.stream_mut(self.0, "set handler")?;
+        st.handler = Some(Box::new(handler));
+        if st.input_changed() && st.reoffer {
+            reactor.mark_ready(self.0);
+        }
+        Ok(())
+    }
+
+    /// Stops (`true`) or resumes (`false`) reading from the socket. While paused, the
+    /// kernel's receive buffer fills and TCP flow control slows the peer down: the way
+    /// to push back when the data received cannot be handled (or forwarded) as fast as
+    /// it arrives — for instance, pause when `write` reports `NoBufferSpaceAvailable`
+    /// and resume on `Drained`. While paused, no `Received` or `Message` event is
+    /// delivered (a handler that pauses while given several messages gets the next one
+    /// only after resuming) and `ReadClosed` waits. Resuming offers what was kept
+    /// (bytes left unconsumed, messages not delivered yet) on the next turn, or at once
+    /// if the handler pauses and resumes within one call, before any new byte or
+    /// `ReadClosed`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if the socket is closed.
+    pub fn set_receive_paused<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        paused: bool,
+    ) -> Result<(), Error> {
+        let st = reactor.stream_mut(self.0, "pause receive")?;
+        let resumed = st.receive_paused && !paused;
+        st.receive_paused = paused;
+        // Even with nothing kept: edges that came while paused were not read.
+        if resumed && st.input_changed() {
+            reactor.mark_ready(self.0);
+        }
+        Ok(())
+    }
+
+    /// Closes gracefully: what is queued is sent, then a FIN, then the handler gets
+    /// `Closed(Ok(()))`. If the queue is not sent within the reactor's linger time, the
+    /// connection is reset and `Closed` reports `ConnectionTimedOut`. Bytes that
+    /// arrive meanwhile are discarded. A socket still connecting is just dropped.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if already closed.
+    pub fn close<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
+        let st = reactor.stream_mut(self.0, "close")?;
+        match st.phase {
+            Phase::Closing => return Ok(()),
+            Phase::Resolving | Phase::Connecting => {
+                st.phase = Phase::Closed;
+                reactor.finish_later(self.0, Ok(()));
+                return Ok(());
+            }
+            _ => {}
+        }
+        // The linger timer is armed by the flush, only if the queue does not drain at
+        // once: closing an idle socket touches neither the heap nor the timers.
+        st.phase = Phase::Closing;
+        reactor.mark_dirty(self.0);
+        Ok(())
+    }
+
+    /// Resets the connection (RST) at once, dropping what is queued in both
+    /// directions. The handler gets `Closed(Ok(()))`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if already closed.
+    pub fn abort<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
+        let Some(Source::Stream(st)) = reactor.sources.get_mut(self.0) else {
+            return Err(stale("abort"));
+        };
+        if st.phase == Phase::Closed {
+            return Err(stale("abort"));
+        }
+        // A connecting socket's plan owns timers: cancel them with it, or they would
+        // stay armed (the connect timeout for up to 30 s) after the socket is gone.
+        let plan = st.cold.as_mut().and_then(|c| c.connect.take());
+        reset(st);
+        st.out.release(&mut reactor.pool);
+        if let Some(plan) = plan {
+            reactor.cancel_internal_timer(plan.stagger);
+            reactor.cancel_internal_timer(plan.timeout);
+        }
+        reactor.finish_later(self.0, Ok(()));
+        Ok(())
+    }
+
+    /// Addresses, host name, round-trip-time statistics and queue length.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if closed.
+    pub fn information<S: 'static>(
+        self,
+        reactor: &Reactor<S>,
+    ) -> Result<StreamSocketInformation, Error> {
+        let st = reactor.stream_ref(self.0, "information")?;
+        let io = st.io.as_ref();
+        // IPv4 peers of dual-stack sockets as IPv4, as `ConnectionReceived` has them.
+        let remote_address = io.and_then(|s| s.peer_addr().ok()).map(canonical);
+        Ok(StreamSocketInformation {
+            local_address: io.and_then(|s| s.local_addr().ok()).map(canonical),
+            remote_address,
+            // The name given to `connect`, else the peer's address (accepted and
+            // adopted sockets).
+            remote_host_name: st
+                .cold
+                .as_ref()
+                .and_then(|c| c.host.clone())
+                .or_else(|| remote_address.map(|a| HostName::from(a.ip()))),
+            round_trip_time: io.and_then(|s| sys::tcp_info(s).ok()).map(|i| {
+                RoundTripTimeStatistics {
+                    smoothed: Duration::from_micros(i.rtt_us.into()),
+                    variance: Duration::from_micros(i.rttvar_us.into()),
+                    retransmissions: i.total_retrans,
+                }
+            }),
+            queued_bytes: st.out.len(),
+        })
+    }
+
+    /// Bytes accepted by `write` and not yet taken by the kernel.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if closed.
+    pub fn queued_len<S: 'static>(self, reactor: &Reactor<S>) -> Result<usize, Error> {
+        Ok(reactor.stream_ref(self.0, "queued len")?.out.len())
+    }
+
+    /// Takes the socket out of the reactor and returns it (still non-blocking). The
+    /// handler is dropped without a `Closed` event: the connection is not closed.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidState` if the socket is not connected, if called from the handler while it
+    /// is given received bytes, or if bytes are still queued in
+    /// either direction (they would be lost); `InvalidHandle` if closed.
+    pub fn into_std<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+    ) -> Result<std::net::TcpStream, Error> {
+        let st = reactor.stream_mut(self.0, "into std")?;
+        if st.phase != Phase::Open || st.io.is_none() {
+            return Err(Error::new(SocketErrorStatus::InvalidState, "into std")
+                .with_detail("not connected"));
+        }
+        if st.delivering {
+            return Err(Error::new(SocketErrorStatus::InvalidState, "into std").with_detail(
+                "called while received bytes are being delivered; call it after the handler returns",
+            ));
+        }
+        if !st.out.is_empty() || st.inbuf_len() > 0 {
+            return Err(
+                Error::new(SocketErrorStatus::InvalidState, "into std").with_detail(format!(
+                    "{} bytes queued to send and {} received but unconsumed",
+                    st.out.len(),
+                    st.inbuf_len()
+                )),
+            );
+        }
+        let Some(Source::Stream(mut st)) = reactor.remove_source(self.0) else {
+            return Err(stale("into std"));
+        };
+        let mut io = st.io.take().ok_or_else(|| stale("into std"))?;
+        let _ = reactor.poll.registry().deregister(&mut io);
+        Ok(std::net::TcpStream::from(io))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, Read, Write};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::net::listener::{ListenerEvent, StreamSocketListener};
+
+    /// An accepted connection that echoes and goes idle keeps no out-of-line state and
+    /// no chunk: its whole cost is its slot.
+    #[test]
+    fn idle_echoing_connection_holds_no_cold_state() {
+        let mut reactor = Reactor::<Vec<StreamSocket>>::new().unwrap();
+        let listener = StreamSocketListener::bind(
+            &mut reactor,
+            "127.0.0.1",
+            0,
+            |reactor, accepted: &mut Vec<StreamSocket>, _, event| {
+                if let ListenerEvent::ConnectionReceived(conn) = event {
+                    accepted.push(conn.socket);
+                    let _ = conn
+                        .socket
+                        .set_handler(reactor, |reactor, _, socket, event| {
+                            if let StreamEvent::Received(mut input) = event {
+                                socket.write(reactor, input.bytes()).unwrap();
+                                input.consume_all();
+                            }
+                        });
+                }
+            },
+        )
+        .unwrap();
+        let addr = listener.local_address(&reactor).unwrap();
+        let mut accepted = Vec::new();
+        let mut clients = Vec::new();
+        for i in 0..3u8 {
+            let mut client = std::net::TcpStream::connect(addr).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            client.write_all(&[i; 100]).unwrap();
+            let mut echo = [0u8; 100];
+            let mut got = 0;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            client.set_nonblocking(true).unwrap();
+            while got < echo.len() {
+                assert!(Instant::now() < deadline, "no echo");
+                reactor
+                    .turn(&mut accepted, Some(Duration::from_millis(10)))
+                    .unwrap();
+                match client.read(&mut echo[got..]) {
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(echo, [i; 100]);
+            clients.push(client);
+        }
+        assert_eq!(accepted.len(), 3);
+        for socket in &accepted {
+            let Some(Source::Stream(st)) = reactor.sources.get(socket.0) else {
+                panic!("socket gone");
+            };
+            assert!(st.cold.is_none(), "cold state allocated for an echo");
+            assert!(st.out.is_empty());
+        }
+        // One chunk served all three echoes and waits in the pool.
+        assert_eq!(reactor.pool.idle(), 1);
+        // The name of an accepted peer is its address, made on demand.
+        let info = accepted[0].information(&reactor).unwrap();
+        assert_eq!(
+            info.remote_host_name,
+            Some(HostName::from(clients[0].local_addr().unwrap().ip()))
+        );
+    }
+}
