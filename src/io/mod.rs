@@ -77,6 +77,26 @@ impl BufPool {
         id
     }
 
+    /// A chunk with an empty [`CHUNK`] buffer: the most recently freed one when it
+    /// kept its buffer (the usual case once the pool is warm), else as [`take`].
+    ///
+    /// [`take`]: BufPool::take
+    #[inline]
+    pub(crate) fn take_chunk(&mut self) -> u32 {
+        let id = self.free;
+        if let Some(chunk) = self.chunks.get_mut(id as usize) {
+            if chunk.buf.capacity() == CHUNK {
+                self.free = chunk.next;
+                self.idle -= 1;
+                chunk.next = NIL;
+                chunk.tail = id;
+                chunk.sent = 0;
+                return id;
+            }
+        }
+        self.take(CHUNK)
+    }
+
     /// Gives a chunk back. Its buffer is kept for reuse if it is a [`CHUNK`] and fewer
     /// than `max` are idle; otherwise it is freed.
     pub(crate) fn give(&mut self, id: u32) {

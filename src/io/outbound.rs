@@ -9,7 +9,7 @@
 
 use std::io::{self, IoSlice, Write};
 
-use super::{BufPool, NIL};
+use super::{BufPool, CHUNK, NIL};
 
 /// Slices per `writev`; well under Linux's `IOV_MAX` (1024). With 16 KiB chunks one
 /// call can carry 1 MiB, more than any socket buffer takes at once.
@@ -88,6 +88,15 @@ impl Outbound {
                 self.len = len;
                 return;
             }
+        }
+        if self.head == NIL && data.len() <= CHUNK {
+            // The other usual case: the first write into an empty queue (which owns
+            // no chunk): one chunk from the pool, one copy.
+            let id = pool.take_chunk();
+            pool.chunk_mut(id).buf.extend_from_slice(data);
+            self.head = id;
+            self.len = data.len() as u32;
+            return;
         }
         self.push_slow(data, pool);
     }
@@ -181,6 +190,13 @@ impl Outbound {
 
     /// Drops `n` written bytes from the front, giving finished chunks back.
     fn advance(&mut self, mut n: usize, pool: &mut BufPool) {
+        if n == self.len as usize && pool.chunk(self.head).next == NIL {
+            // Everything was sent from one chunk (the usual case): give it back.
+            pool.give(self.head);
+            self.head = NIL;
+            self.len = 0;
+            return;
+        }
         self.len -= n as u32;
         while n > 0 {
             let head = pool.chunk_mut(self.head);

@@ -66,13 +66,19 @@ impl Clock {
     /// The poll timeout that wakes the poller at `deadline`, neither early nor (beyond
     /// a few microseconds of wake-up latency) late; arms the timerfd when epoll's
     /// millisecond timeout cannot. `arms` counts the armings.
+    #[inline]
     pub(crate) fn wait_for(
         &mut self,
         poll: &Poll,
         deadline: Option<Instant>,
         arms: &mut u64,
     ) -> Option<Duration> {
+        // No deadline (a busy socket, no timers): nothing to compute.
         let deadline = deadline?;
+        self.wait_until(poll, deadline, arms)
+    }
+
+    fn wait_until(&mut self, poll: &Poll, deadline: Instant, arms: &mut u64) -> Option<Duration> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || self.broken || (left >= FAR && rounding(left) <= TOLERANCE) {
             // mio rounds `left` up to whole milliseconds: never early.

@@ -166,6 +166,7 @@ impl FlushQueue<'_> {
     /// Inside a handler, queues `key` (once: `queued` is its flag) to be flushed when
     /// the handler returns and answers `true`; outside one, answers `false`: the
     /// caller flushes at once.
+    #[inline]
     pub(crate) fn defer(&mut self, key: Key, queued: &mut bool) -> bool {
         if !self.dispatching {
             return false;
