@@ -153,6 +153,7 @@ mod framing;
 mod io;
 mod net;
 mod reactor;
+mod tls;
 
 pub use error::{Error, Result, SocketErrorStatus};
 pub use framing::{
@@ -172,6 +173,7 @@ pub use net::stream::{StreamEvent, StreamSocket};
 pub use reactor::{
     set_nonblocking, Builder, FdEvent, FdSource, Interest, Reactor, Remote, Stats, TimerId,
 };
+pub use tls::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig};
 
 /// The fuzz targets' oracles (`fuzz/`) and the tests' decoding helpers. Not part of
 /// the API: behind the `fuzzing` feature, and it may change at any time.

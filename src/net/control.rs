@@ -7,6 +7,7 @@ use std::time::Duration;
 use socket2::{SockRef, Socket, TcpKeepalive};
 
 use crate::net::hostname::HostName;
+use crate::tls::{ProtectionLevel, TlsClientOptions, TlsServerConfig};
 
 /// Quality of service for a stream socket, as on Windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,6 +74,8 @@ pub struct StreamSocketControl {
     qos: QualityOfService,
     serialize: bool,
     connect_timeout: Duration,
+    protection_level: ProtectionLevel,
+    tls: TlsClientOptions,
 }
 
 impl Default for StreamSocketControl {
@@ -86,6 +89,8 @@ impl Default for StreamSocketControl {
             qos: QualityOfService::Normal,
             serialize: false,
             connect_timeout: Duration::from_secs(30),
+            protection_level: ProtectionLevel::PlainSocket,
+            tls: TlsClientOptions::default(),
         }
     }
 }
@@ -166,6 +171,35 @@ impl StreamSocketControl {
     /// The connect timeout.
     pub fn get_connect_timeout(&self) -> Duration {
         self.connect_timeout
+    }
+
+    /// How `connect` protects the connection: `PlainSocket` (the default), or TLS
+    /// (`Ssl`, `Tls12`, `Tls13`), in which case `Connected` comes once the handshake
+    /// has completed, and the server's certificate is verified for the name connected
+    /// to (sent as SNI), against the roots of [`tls`](Self::tls). `Tls10`, `Tls11` and
+    /// `SslAllowNullEncryption` make `connect` fail with `InvalidArgument`.
+    #[must_use]
+    pub fn protection_level(mut self, level: ProtectionLevel) -> Self {
+        self.protection_level = level;
+        self
+    }
+
+    /// The TLS options used with a TLS protection level: trust roots, ALPN, or a
+    /// whole rustls configuration.
+    #[must_use]
+    pub fn tls(mut self, options: TlsClientOptions) -> Self {
+        self.tls = options;
+        self
+    }
+
+    /// The protection level `connect` asks for.
+    pub fn get_protection_level(&self) -> ProtectionLevel {
+        self.protection_level
+    }
+
+    /// The TLS options.
+    pub fn get_tls(&self) -> &TlsClientOptions {
+        &self.tls
     }
 
     /// The keep-alive timing, `None` when keep-alive is off.
@@ -282,6 +316,7 @@ pub struct StreamSocketListenerControl {
     pub(crate) reuse_port: bool,
     pub(crate) only_ipv6: bool,
     pub(crate) accepted: StreamSocketControl,
+    pub(crate) tls: Option<TlsServerConfig>,
 }
 
 impl Default for StreamSocketListenerControl {
@@ -291,6 +326,7 @@ impl Default for StreamSocketListenerControl {
             reuse_port: false,
             only_ipv6: false,
             accepted: StreamSocketControl::default(),
+            tls: None,
         }
     }
 }
@@ -332,6 +368,20 @@ impl StreamSocketListenerControl {
     pub fn accepted(mut self, control: StreamSocketControl) -> Self {
         self.accepted = control;
         self
+    }
+
+    /// Terminates TLS on accepted sockets with `config`: the handshake runs before
+    /// their handler sees any data, and a failed handshake closes the socket with
+    /// `Closed(Err)` (to the handler, if one was set).
+    #[must_use]
+    pub fn tls(mut self, config: TlsServerConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// The TLS configuration of accepted sockets, if they run TLS.
+    pub fn get_tls(&self) -> Option<&TlsServerConfig> {
+        self.tls.as_ref()
     }
 
     /// The backlog.
@@ -382,4 +432,7 @@ pub struct StreamSocketInformation {
     pub round_trip_time: Option<RoundTripTimeStatistics>,
     /// Bytes accepted by `write` and not yet taken by the kernel.
     pub queued_bytes: usize,
+    /// `PlainSocket`; with TLS, the negotiated version (`Tls12`, `Tls13`), or `Ssl`
+    /// while the handshake runs.
+    pub protection_level: ProtectionLevel,
 }

@@ -15,8 +15,9 @@ use crate::io::sys;
 use crate::net::control::{StreamSocketControl, StreamSocketListenerControl};
 use crate::net::hostname::{resolve_blocking, IntoHostName};
 use crate::net::service::IntoService;
-use crate::net::stream::StreamSocket;
+use crate::net::stream::{install_tls, StreamSocket};
 use crate::reactor::{Key, Kind, Reactor, Source, SourceTimer};
+use crate::tls::{Announce, TlsServerConfig, TlsSession};
 
 /// How long to wait before accepting again after running out of file descriptors.
 const FD_RETRY: Duration = Duration::from_millis(100);
@@ -84,6 +85,7 @@ pub(crate) struct ListenerState<S: 'static> {
     io: TcpListener,
     handler: Option<ListenerHandler<S>>,
     accepted: StreamSocketControl,
+    tls: Option<TlsServerConfig>,
     local: SocketAddr,
     /// Out of file descriptors: waiting for the retry timer.
     retry: Option<Key>,
@@ -181,7 +183,7 @@ impl StreamSocketListener {
         let addr = resolve_blocking(&host, port)?[0];
         let listener = bind_socket(addr, control)
             .map_err(|e| Error::from_io("listen", e).with_address(addr))?;
-        reactor.add_listener(listener, control.accepted.clone(), Box::new(handler))
+        reactor.add_listener(listener, control, Box::new(handler))
     }
 
     /// [`bind_any`](Self::bind_any) with explicit options.
@@ -206,7 +208,7 @@ impl StreamSocketListener {
             other => other,
         }
         .map_err(|e| Error::from_io("listen", e).with_address(addr))?;
-        reactor.add_listener(listener, control.accepted.clone(), Box::new(handler))
+        reactor.add_listener(listener, control, Box::new(handler))
     }
 
     /// Adopts a listening `std` socket (made non-blocking here). Accepted sockets get
@@ -223,7 +225,11 @@ impl StreamSocketListener {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::from_io("adopt listener", e))?;
-        reactor.add_listener(listener, StreamSocketControl::default(), Box::new(handler))
+        reactor.add_listener(
+            listener,
+            &StreamSocketListenerControl::default(),
+            Box::new(handler),
+        )
     }
 
     /// Adopts the listening sockets a service manager passed to this process
@@ -317,7 +323,7 @@ impl<S: 'static> Reactor<S> {
     fn add_listener(
         &mut self,
         listener: std::net::TcpListener,
-        accepted: StreamSocketControl,
+        control: &StreamSocketListenerControl,
         handler: ListenerHandler<S>,
     ) -> Result<StreamSocketListener, Error> {
         let local = listener
@@ -326,7 +332,8 @@ impl<S: 'static> Reactor<S> {
         let state = ListenerState {
             io: TcpListener::from_std(listener),
             handler: Some(handler),
-            accepted,
+            accepted: control.accepted.clone(),
+            tls: control.tls.clone(),
             local,
             retry: None,
             closing: false,
@@ -421,6 +428,15 @@ impl<S: 'static> Reactor<S> {
             return;
         };
         let local = io.local_addr().unwrap_or(l.local);
+        let session = match l
+            .tls
+            .as_ref()
+            .map(|c| TlsSession::server(c, Announce::Nothing))
+        {
+            None => None,
+            Some(Ok(session)) => Some(session),
+            Some(Err(e)) => return log::debug!("accepted {remote}: {e}"),
+        };
         if let Err(e) = l.accepted.apply_accepted(SockRef::from(&io), &remote) {
             log::debug!("accepted {remote}: could not apply socket options: {e}");
         }
@@ -431,6 +447,9 @@ impl<S: 'static> Reactor<S> {
             Ok(socket) => socket,
             Err(e) => return log::debug!("accepted {remote}: {e}"),
         };
+        if let (Some(session), Some(Source::Stream(st))) = (session, self.sources.get_mut(socket)) {
+            install_tls(st, session);
+        }
         self.stats_mut().accepted += 1;
         let event = ListenerEvent::ConnectionReceived(ConnectionReceived {
             socket: StreamSocket(socket),

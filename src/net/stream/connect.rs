@@ -17,6 +17,7 @@ use crate::net::hostname::{interleave_families, IntoHostName};
 use crate::net::resolver::{Lookup, ATTEMPT_DELAY};
 use crate::net::service::IntoService;
 use crate::reactor::{Key, Reactor, Source, SourceTimer};
+use crate::tls::{Announce, ProtectionLevel, TlsSession};
 
 impl StreamSocket {
     /// Connects to `host` on `service` with the default options; `handler` gets every
@@ -154,6 +155,24 @@ impl StreamSocket {
         destination.check()?;
         let mut st = StreamState::new(None, Phase::Resolving, Some(Box::new(handler)));
         st.cold().host = destination.host_name();
+        let level = control.get_protection_level();
+        if level != ProtectionLevel::PlainSocket {
+            let Some(host) = st.cold().host.clone() else {
+                return Err(
+                    Error::new(SocketErrorStatus::InvalidArgument, "tls connect")
+                        .with_detail("TLS needs the server's name (or address) to verify"),
+                );
+            };
+            // Made now, so that writes made before `Connected` are encrypted.
+            let session = TlsSession::client(
+                level,
+                control.get_tls(),
+                host.canonical_name(),
+                host.ip(),
+                Announce::Connected,
+            )?;
+            super::tls::install(&mut st, session);
+        }
         let key = reactor.insert_source(Source::Stream(st))?;
         reactor.begin_connect(key, destination, control);
         Ok(StreamSocket(key))
@@ -416,10 +435,20 @@ impl<S: 'static> Reactor<S> {
     }
 
     fn connected(&mut self, state: &mut S, key: Key, queued: bool, readable: bool) {
-        if queued {
+        let tls = match self.source_for_write(key) {
+            Some((Source::Stream(st), pool, _)) if st.tls => {
+                // The ClientHello; `Connected` waits for the handshake.
+                super::tls::queue_records(st, pool);
+                true
+            }
+            _ => false,
+        };
+        if queued || tls {
             self.flush_stream(key);
         }
-        self.call_stream(state, key, StreamEvent::Connected);
+        if !tls {
+            self.call_stream(state, key, StreamEvent::Connected);
+        }
         if readable {
             self.stream_read(state, key);
         }

@@ -121,6 +121,22 @@ impl StreamSocket {
         // announced, and never past the limit.
         let queued = st.out.len();
         let max = announced.unwrap_or(limit - queued).min(limit - queued);
+        if st.tls {
+            // Encoded apart, then encrypted into the queue.
+            let mut frame = Vec::with_capacity(size);
+            codec.encode(payload, &mut frame)?;
+            if frame.len() > max {
+                return Err(encoder_overran(frame.len(), announced, queued, limit));
+            }
+            crate::net::stream::tls::write_tls(st, pool, &frame, limit)?;
+            if st.out.len() > high {
+                st.over_high = true;
+            }
+            if !queue.defer(self.0, &mut st.dirty) {
+                reactor.flush_stream(self.0);
+            }
+            return Ok(());
+        }
         let pushed = st.out.push_with(
             pool,
             size,
@@ -193,9 +209,11 @@ impl<S: 'static> Reactor<S> {
                         Some(Source::Stream(st))
                             if st.phase == Phase::Open
                                 && st.framing_gen() == generation
-                                && !st.receive_paused => {}
-                        // Closed, paused, or given another codec by the handler: stop
-                        // here (the codec goes back below unless it was replaced).
+                                && !st.receive_paused
+                                && !st.upgrade_point => {}
+                        // Closed, paused, upgraded to TLS or given another codec by the
+                        // handler: stop here (the codec goes back below unless it was
+                        // replaced).
                         _ => break,
                     }
                 }

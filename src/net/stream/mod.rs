@@ -7,11 +7,13 @@ mod kind;
 mod receive;
 mod send;
 mod state;
+pub(crate) mod tls;
 
 pub(crate) use close::{Lingering, LingeringKind};
 pub(crate) use kind::StreamKind;
 pub(crate) use send::over_limit;
 pub(crate) use state::{reset, writable_state, Phase, ReadSide, StreamState, WriteSide};
+pub(crate) use tls::install as install_tls;
 
 use std::fmt;
 use std::time::Duration;
@@ -72,7 +74,8 @@ impl fmt::Debug for StreamSocket {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StreamEvent<'a> {
-    /// The connection is established (for sockets made with `connect`).
+    /// The connection is established (for sockets made with `connect`); with a TLS
+    /// protection level, once the handshake has completed too.
     Connected,
     /// Bytes arrived. Consume what you use; the rest is offered again with the next
     /// bytes.
@@ -84,6 +87,11 @@ pub enum StreamEvent<'a> {
     /// The peer closed its sending side (end of file). This side may still write;
     /// `close` or `shutdown_write` ends the connection.
     ReadClosed,
+    /// The in-place upgrade to TLS
+    /// ([`upgrade_to_tls`](StreamSocket::upgrade_to_tls) or
+    /// [`upgrade_to_tls_server`](StreamSocket::upgrade_to_tls_server)) completed: what
+    /// is received from now on was protected.
+    TlsUpgraded,
     /// The write queue, which had grown over the high watermark, fell to the low one:
     /// writing can resume.
     Drained,
@@ -162,7 +170,7 @@ impl StreamSocket {
         Ok(())
     }
 
-    /// Closes gracefully: what is queued is sent, then a FIN, then the handler gets
+    /// Closes gracefully: what is queued is sent (then, with TLS, close_notify), then a FIN, then the handler gets
     /// `Closed(Ok(()))`. If the queue is not sent within the reactor's linger time, the
     /// connection is reset and `Closed` reports `ConnectionTimedOut`. Bytes that
     /// arrive meanwhile are discarded. A socket still connecting is just dropped.
@@ -181,6 +189,12 @@ impl StreamSocket {
             }
             _ => {}
         }
+        if st.tls {
+            reactor.tls_close_notify(self.0);
+        }
+        let Ok(st) = reactor.stream_mut(self.0, "close") else {
+            return Err(stale("close"));
+        };
         // The linger timer is armed by the flush, only if the queue does not drain at
         // once: closing an idle socket touches neither the heap nor the timers.
         st.phase = Phase::Closing;
@@ -245,6 +259,7 @@ impl StreamSocket {
                 }
             }),
             queued_bytes: st.out.len(),
+            protection_level: tls::protection_level(st),
         })
     }
 

@@ -42,6 +42,10 @@ impl<S: 'static> Reactor<S> {
             let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
                 return;
             };
+            if st.tls {
+                // Also after an upgrade made by the handler of bytes read just now.
+                return self.tls_read(state, key, budget);
+            }
             if !matches!(st.phase, Phase::Open | Phase::Closing)
                 || matches!(st.read, ReadSide::Eof | ReadSide::Done)
                 || (st.receive_paused && st.phase == Phase::Open)
@@ -129,7 +133,7 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// New bytes were read onto the end of the socket's kept input.
-    fn kept_more(&mut self, state: &mut S, key: Key) {
+    pub(crate) fn kept_more(&mut self, state: &mut S, key: Key) {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
@@ -194,6 +198,12 @@ impl<S: 'static> Reactor<S> {
                 return data.len();
             };
             st.delivering = false;
+            if std::mem::take(&mut st.upgrade_point) && off < data.len() {
+                // Bytes that came in clear after the point where the handler turned to
+                // TLS: never delivered, as plaintext or as protected data.
+                self.fail_stream(key, injected(data.len() - off));
+                return data.len();
+            }
             let again =
                 std::mem::take(&mut st.reinterpret) && off < data.len() && st.accepts_input();
             if !again {
@@ -241,7 +251,7 @@ impl<S: 'static> Reactor<S> {
 
     /// End of file was read: `ReadClosed` is delivered now if the handler can take it
     /// and nothing kept is waiting to be offered, else once that is done.
-    fn read_eof(&mut self, state: &mut S, key: Key) {
+    pub(crate) fn read_eof(&mut self, state: &mut S, key: Key) {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
@@ -303,4 +313,12 @@ impl<S: 'static> Reactor<S> {
             }
         }
     }
+}
+
+/// The error of an upgrade to TLS with plaintext received after its point.
+pub(crate) fn injected(bytes: usize) -> Error {
+    Error::new(SocketErrorStatus::ProtocolError, "tls upgrade").with_detail(format!(
+        "{bytes} bytes received in plaintext after the upgrade point; \
+         refused (command injection), not delivered"
+    ))
 }

@@ -24,11 +24,15 @@ impl StreamSocket {
             return Err(stale("write"));
         };
         writable_state(st, "write")?;
-        let queued = st.out.len();
-        if queued.saturating_add(data.len()) > limit {
-            return Err(over_limit(st, "write", queued, data.len(), limit));
+        if st.tls {
+            super::tls::write_tls(st, pool, data, limit)?;
+        } else {
+            let queued = st.out.len();
+            if queued.saturating_add(data.len()) > limit {
+                return Err(over_limit(st, "write", queued, data.len(), limit));
+            }
+            st.out.push(data, pool);
         }
-        st.out.push(data, pool);
         if st.out.len() > high {
             st.over_high = true;
         }
@@ -52,7 +56,8 @@ impl StreamSocket {
         Ok(())
     }
 
-    /// Sends what is queued, then a FIN: the peer sees end of file; reading goes on.
+    /// Sends what is queued (then, with TLS, close_notify), then a FIN: the peer sees
+    /// end of file; reading goes on.
     ///
     /// # Errors
     ///
@@ -60,6 +65,11 @@ impl StreamSocket {
     pub fn shutdown_write<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
         let st = reactor.stream_mut(self.0, "shutdown write")?;
         writable_state(st, "shutdown write")?;
+        if st.tls {
+            // close_notify is TLS' end of file.
+            reactor.tls_close_notify(self.0);
+        }
+        let st = reactor.stream_mut(self.0, "shutdown write")?;
         st.write = WriteSide::ShutdownQueued;
         reactor.mark_dirty(self.0);
         Ok(())

@@ -14,6 +14,7 @@ use crate::framing::{Decoder, Encoder};
 use crate::io::outbound::Outbound;
 use crate::net::hostname::HostName;
 use crate::reactor::Key;
+use crate::tls::TlsSession;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -71,6 +72,11 @@ pub(crate) struct StreamState<S: 'static> {
     /// the codec changed).
     pub(crate) reoffer: bool,
     pub(crate) over_high: bool,
+    /// The stream runs TLS (`cold.tls` is set): reads and writes go through it.
+    pub(crate) tls: bool,
+    /// While `delivering`: the handler upgraded to TLS. Whatever it left of that
+    /// input came in plaintext after the upgrade point: the upgrade fails.
+    pub(crate) upgrade_point: bool,
     pub(crate) dirty: bool,
     pub(crate) queued_ready: bool,
 }
@@ -94,6 +100,8 @@ pub(crate) struct Cold {
     pub(crate) host: Option<HostName>,
     /// The linger timer of a closing socket.
     pub(crate) timer: Option<Key>,
+    /// The TLS session, with `tls` set.
+    pub(crate) tls: Option<Box<TlsSession>>,
 }
 
 impl<S: 'static> StreamState<S> {
@@ -115,6 +123,8 @@ impl<S: 'static> StreamState<S> {
             reinterpret: false,
             reoffer: false,
             over_high: false,
+            tls: false,
+            upgrade_point: false,
             dirty: false,
             queued_ready: false,
         }
@@ -123,6 +133,14 @@ impl<S: 'static> StreamState<S> {
     /// The cold part, allocated if this is its first use.
     pub(crate) fn cold(&mut self) -> &mut Cold {
         self.cold.get_or_insert_with(Box::default)
+    }
+
+    /// The TLS session, if the stream runs TLS.
+    pub(crate) fn tls_mut(&mut self) -> Option<&mut TlsSession> {
+        if !self.tls {
+            return None;
+        }
+        self.cold.as_mut().and_then(|c| c.tls.as_deref_mut())
     }
 
     /// Bytes kept unconsumed.

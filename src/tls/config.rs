@@ -1,0 +1,405 @@
+//! Protection levels, and the options that become rustls configurations.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::error::{Error, SocketErrorStatus};
+
+/// How a stream is protected: the `SocketProtectionLevel` of Windows, same values.
+///
+/// `Ssl` means the best version both sides have (TLS 1.3 or 1.2); `Tls12` and `Tls13`
+/// ask for exactly that version. `Tls10`, `Tls11` and `SslAllowNullEncryption` exist so
+/// that code written for Windows finds them, and are refused with `InvalidArgument`:
+/// they are insecure and rustls does not implement them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ProtectionLevel {
+    /// No TLS.
+    #[default]
+    PlainSocket = 0,
+    /// TLS, the best version both sides support (1.3 or 1.2).
+    Ssl = 1,
+    /// Refused: encryption is never optional.
+    SslAllowNullEncryption = 2,
+    /// Refused: TLS 1.0 is insecure and not implemented.
+    Tls10 = 6,
+    /// Refused: TLS 1.1 is insecure and not implemented.
+    Tls11 = 7,
+    /// TLS 1.2 only.
+    Tls12 = 8,
+    /// TLS 1.3 only.
+    Tls13 = 10,
+}
+
+impl ProtectionLevel {
+    /// The protocol versions of a TLS level, or why it is refused.
+    fn versions(
+        self,
+        operation: &'static str,
+    ) -> Result<&'static [&'static SupportedProtocolVersion], Error> {
+        static BEST: &[&SupportedProtocolVersion] =
+            &[&rustls::version::TLS13, &rustls::version::TLS12];
+        static TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
+        static TLS13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+        let why = match self {
+            ProtectionLevel::Ssl => return Ok(BEST),
+            ProtectionLevel::Tls12 => return Ok(TLS12),
+            ProtectionLevel::Tls13 => return Ok(TLS13),
+            ProtectionLevel::PlainSocket => "PlainSocket is not a TLS protection level",
+            ProtectionLevel::SslAllowNullEncryption => {
+                "SslAllowNullEncryption is not supported: TLS without encryption is refused"
+            }
+            ProtectionLevel::Tls10 | ProtectionLevel::Tls11 => {
+                "TLS 1.0 and 1.1 are insecure and not supported; use Tls12, Tls13 or Ssl"
+            }
+        };
+        Err(Error::new(SocketErrorStatus::InvalidArgument, operation).with_detail(why))
+    }
+
+    /// The level that names a negotiated version.
+    pub(crate) fn of_version(version: Option<rustls::ProtocolVersion>) -> ProtectionLevel {
+        match version {
+            Some(rustls::ProtocolVersion::TLSv1_3) => ProtectionLevel::Tls13,
+            Some(rustls::ProtocolVersion::TLSv1_2) => ProtectionLevel::Tls12,
+            _ => ProtectionLevel::Ssl,
+        }
+    }
+}
+
+/// The crypto provider: ring.
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    // Deprecated only to point at aws-lc-rs for post-quantum key exchange, which is a
+    // C build; an optional feature for it is future work.
+    #[allow(deprecated)]
+    let ring = || Arc::new(rustls::crypto::ring::default_provider());
+    PROVIDER.get_or_init(ring).clone()
+}
+
+/// Mozilla's roots, compiled in (webpki-roots), made into a store once.
+fn webpki_roots() -> Arc<RootCertStore> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            Arc::new(RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            })
+        })
+        .clone()
+}
+
+fn config_error(operation: &'static str, e: impl fmt::Display) -> Error {
+    Error::new(SocketErrorStatus::InvalidArgument, operation).with_detail(e.to_string())
+}
+
+/// The client side's TLS options, set on
+/// [`StreamSocketControl::tls`](crate::StreamSocketControl::tls): trust roots, ALPN,
+/// or a whole rustls configuration.
+///
+/// By default the server's certificate is verified against Mozilla's roots (compiled
+/// in, so it works on a machine without a system store) and the name connected to,
+/// which is also sent as SNI. The configuration is built once per protection level
+/// and shared by every connection made with these options (and their clones).
+///
+/// # Examples
+///
+/// ```
+/// use sockloop::{ProtectionLevel, StreamSocketControl, TlsClientOptions};
+///
+/// // Trusting your own CA:
+/// fn control_with(ca_pem: &[u8]) -> Result<StreamSocketControl, sockloop::Error> {
+///     Ok(StreamSocketControl::new()
+///         .protection_level(ProtectionLevel::Tls13)
+///         .tls(TlsClientOptions::new().root_certificates_pem(ca_pem)?))
+/// }
+///
+/// // Mozilla's roots (the default), offering HTTP/2 then HTTP/1.1 by ALPN:
+/// let control = StreamSocketControl::new()
+///     .protection_level(ProtectionLevel::Ssl)
+///     .tls(TlsClientOptions::new().alpn_protocols(["h2", "http/1.1"]));
+/// assert_eq!(control.get_protection_level(), ProtectionLevel::Ssl);
+///
+/// // Roots that are not certificates are refused.
+/// assert!(control_with(b"not a certificate").is_err());
+/// ```
+#[derive(Clone, Default)]
+pub struct TlsClientOptions {
+    inner: Arc<ClientInner>,
+}
+
+#[derive(Default)]
+struct ClientInner {
+    /// `None`: webpki roots.
+    roots: Option<Arc<RootCertStore>>,
+    alpn: Vec<Vec<u8>>,
+    config: Option<Arc<ClientConfig>>,
+    /// Built configurations for `Ssl`, `Tls12`, `Tls13`.
+    built: [OnceLock<Arc<ClientConfig>>; 3],
+}
+
+impl TlsClientOptions {
+    /// The defaults: webpki roots, no ALPN.
+    pub fn new() -> TlsClientOptions {
+        TlsClientOptions::default()
+    }
+
+    fn with(&self, change: impl FnOnce(&mut ClientInner)) -> TlsClientOptions {
+        let mut inner = ClientInner {
+            roots: self.inner.roots.clone(),
+            alpn: self.inner.alpn.clone(),
+            config: self.inner.config.clone(),
+            built: Default::default(),
+        };
+        change(&mut inner);
+        TlsClientOptions {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Trusts the certificates in `pem` (one or more `CERTIFICATE` blocks) instead of
+    /// the webpki roots.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the PEM holds no certificate or one that cannot be parsed.
+    pub fn root_certificates_pem(self, pem: &[u8]) -> Result<TlsClientOptions, Error> {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| config_error("root certificates", e))?;
+        self.root_certificates(certs)
+    }
+
+    /// Trusts the DER certificates given instead of the webpki roots.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if there is none or one cannot be parsed.
+    pub fn root_certificates_der<I, C>(self, certificates: I) -> Result<TlsClientOptions, Error>
+    where
+        I: IntoIterator<Item = C>,
+        C: Into<Vec<u8>>,
+    {
+        self.root_certificates(
+            certificates
+                .into_iter()
+                .map(|c| CertificateDer::from(c.into())),
+        )
+    }
+
+    fn root_certificates(
+        self,
+        certs: impl IntoIterator<Item = CertificateDer<'static>>,
+    ) -> Result<TlsClientOptions, Error> {
+        let mut store = RootCertStore::empty();
+        for cert in certs {
+            store
+                .add(cert)
+                .map_err(|e| config_error("root certificates", e))?;
+        }
+        if store.is_empty() {
+            return Err(config_error("root certificates", "no certificate given"));
+        }
+        Ok(self.with(|inner| inner.roots = Some(Arc::new(store))))
+    }
+
+    /// The protocols offered by ALPN, most preferred first (e.g. `b"h2"`).
+    #[must_use]
+    pub fn alpn_protocols<P: Into<Vec<u8>>>(
+        self,
+        protocols: impl IntoIterator<Item = P>,
+    ) -> TlsClientOptions {
+        let alpn = protocols.into_iter().map(Into::into).collect();
+        self.with(|inner| inner.alpn = alpn)
+    }
+
+    /// Uses `config` as it is, for full control (verification, client certificates,
+    /// versions, resumption): the roots, ALPN and the protection level's version
+    /// choice of these options are then not applied. SNI still comes from the host name.
+    #[must_use]
+    pub fn config(self, config: Arc<ClientConfig>) -> TlsClientOptions {
+        self.with(|inner| inner.config = Some(config))
+    }
+
+    /// The configuration for a connection at `level`.
+    pub(crate) fn client_config(
+        &self,
+        level: ProtectionLevel,
+        operation: &'static str,
+    ) -> Result<Arc<ClientConfig>, Error> {
+        let versions = level.versions(operation)?;
+        if let Some(config) = &self.inner.config {
+            return Ok(config.clone());
+        }
+        let slot = match level {
+            ProtectionLevel::Tls12 => 1,
+            ProtectionLevel::Tls13 => 2,
+            _ => 0,
+        };
+        if let Some(config) = self.inner.built[slot].get() {
+            return Ok(config.clone());
+        }
+        let roots = self.inner.roots.clone().unwrap_or_else(webpki_roots);
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)
+            .map_err(|e| config_error(operation, e))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols.clone_from(&self.inner.alpn);
+        let config = Arc::new(config);
+        let _ = self.inner.built[slot].set(config.clone());
+        Ok(config)
+    }
+}
+
+impl PartialEq for TlsClientOptions {
+    /// The same options: clones of one another.
+    fn eq(&self, other: &TlsClientOptions) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for TlsClientOptions {}
+
+impl fmt::Debug for TlsClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsClientOptions")
+            .field(
+                "roots",
+                &self
+                    .inner
+                    .roots
+                    .as_ref()
+                    .map_or("webpki".to_string(), |r| format!("{} given", r.len())),
+            )
+            .field("alpn", &self.inner.alpn)
+            .field("config", &self.inner.config.is_some())
+            .finish()
+    }
+}
+
+/// A server's TLS configuration: its certificate chain and private key, for a
+/// listener that terminates TLS
+/// ([`StreamSocketListenerControl::tls`](crate::StreamSocketListenerControl::tls)) or
+/// an accepted socket upgraded in place
+/// ([`upgrade_to_tls_server`](crate::StreamSocket::upgrade_to_tls_server)).
+///
+/// TLS 1.3 and 1.2 are offered; no client certificate is asked for.
+#[derive(Clone)]
+pub struct TlsServerConfig {
+    config: Arc<ServerConfig>,
+}
+
+impl TlsServerConfig {
+    /// From a PEM certificate chain (leaf first) and a PEM private key (PKCS#8,
+    /// PKCS#1 or SEC1).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if either cannot be parsed or the key does not fit.
+    pub fn from_pem(chain: &[u8], key: &[u8]) -> Result<TlsServerConfig, Error> {
+        let op = "server certificate";
+        let chain = CertificateDer::pem_slice_iter(chain)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| config_error(op, e))?;
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| config_error(op, e))?;
+        TlsServerConfig::build(chain, key)
+    }
+
+    /// From a DER certificate chain (leaf first) and a DER private key (PKCS#8,
+    /// PKCS#1 or SEC1).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if either cannot be parsed or the key does not fit.
+    pub fn from_der<I, C>(chain: I, key: Vec<u8>) -> Result<TlsServerConfig, Error>
+    where
+        I: IntoIterator<Item = C>,
+        C: Into<Vec<u8>>,
+    {
+        let chain = chain
+            .into_iter()
+            .map(|c| CertificateDer::from(c.into()))
+            .collect();
+        let key =
+            PrivateKeyDer::try_from(key).map_err(|e| config_error("server certificate", e))?;
+        TlsServerConfig::build(chain, key)
+    }
+
+    fn build(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<TlsServerConfig, Error> {
+        let op = "server certificate";
+        if chain.is_empty() {
+            return Err(config_error(op, "no certificate given"));
+        }
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .map_err(|e| config_error(op, e))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| config_error(op, e))?;
+        Ok(TlsServerConfig {
+            config: Arc::new(config),
+        })
+    }
+
+    /// Uses a rustls configuration as it is, for full control.
+    pub fn from_rustls(config: Arc<ServerConfig>) -> TlsServerConfig {
+        TlsServerConfig { config }
+    }
+
+    /// The protocols accepted by ALPN, most preferred first.
+    #[must_use]
+    pub fn alpn_protocols<P: Into<Vec<u8>>>(
+        mut self,
+        protocols: impl IntoIterator<Item = P>,
+    ) -> TlsServerConfig {
+        Arc::make_mut(&mut self.config).alpn_protocols =
+            protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub(crate) fn rustls(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+}
+
+impl PartialEq for TlsServerConfig {
+    /// The same configuration: clones of one another.
+    fn eq(&self, other: &TlsServerConfig) -> bool {
+        Arc::ptr_eq(&self.config, &other.config)
+    }
+}
+
+impl Eq for TlsServerConfig {}
+
+impl fmt::Debug for TlsServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsServerConfig")
+            .field("alpn", &self.config.alpn_protocols)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a TLS session negotiated: from
+/// [`StreamSocket::tls_information`](crate::StreamSocket::tls_information).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsInformation {
+    /// The negotiated version: `Tls12` or `Tls13`.
+    pub protection_level: ProtectionLevel,
+    /// The negotiated cipher suite, by its IANA name (e.g. `TLS13_AES_256_GCM_SHA384`).
+    pub cipher_suite: String,
+    /// The protocol agreed by ALPN, if any.
+    pub alpn_protocol: Option<Vec<u8>>,
+    /// The name sent (client) or received (server) as SNI.
+    pub server_name: Option<String>,
+    /// The peer's certificate chain, DER, leaf first (empty if it sent none).
+    pub peer_certificates: Vec<Vec<u8>>,
+}
