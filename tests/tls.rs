@@ -14,6 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::pem::PemObject;
 use sockloop::{
     HostName, LengthPrefixed, Lines, ProtectionLevel, Reactor, SocketErrorStatus, StreamEvent,
     StreamSocket, StreamSocketControl, StreamSocketListenerControl, TlsClientOptions,
@@ -70,6 +71,15 @@ impl Pki {
         TlsServerConfig::from_pem(self.leaf_pem.as_bytes(), self.key_pem.as_bytes()).unwrap()
     }
 
+    /// The same configuration, from DER.
+    fn server_der(&self) -> TlsServerConfig {
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .unwrap()
+            .secret_der()
+            .to_vec();
+        TlsServerConfig::from_der([self.leaf_der.clone()], key).unwrap()
+    }
+
     fn client(&self) -> TlsClientOptions {
         TlsClientOptions::new()
             .root_certificates_pem(self.ca_pem.as_bytes())
@@ -77,7 +87,6 @@ impl Pki {
     }
 
     fn rustls_server(&self) -> Arc<rustls::ServerConfig> {
-        use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let chain = vec![CertificateDer::from(self.leaf_der.clone())];
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
@@ -115,7 +124,8 @@ fn status(result: &Result<(), sockloop::Error>) -> Result<(), SocketErrorStatus>
 
 /// A TLS listener that echoes what it receives and closes when the client does.
 fn echo_server(reactor: &mut Reactor<Seen>, pki: &Pki) -> SocketAddr {
-    let control = StreamSocketListenerControl::new().tls(pki.server());
+    let server = pki.server().alpn_protocols(["sockloop/1", "http/1.1"]);
+    let control = StreamSocketListenerControl::new().tls(server);
     let (_listener, addr) = serve(reactor, &control, |reactor, _, socket, event| match event {
         StreamEvent::Received(mut input) => {
             socket.write(reactor, input.bytes()).unwrap();
@@ -131,7 +141,7 @@ fn echo_once(level: ProtectionLevel) -> Seen {
     let pki = Pki::new(&["localhost", "127.0.0.1"]);
     let mut reactor = Reactor::<Seen>::new().unwrap();
     let addr = echo_server(&mut reactor, &pki);
-    let control = tls_control(level, pki.client());
+    let control = tls_control(level, pki.client().alpn_protocols(["sockloop/1"]));
     StreamSocket::connect_with(
         &mut reactor,
         "127.0.0.1",
@@ -164,6 +174,9 @@ fn echo_once(level: ProtectionLevel) -> Seen {
     let info = seen.info.as_ref().expect("TLS information once connected");
     assert_eq!(info.peer_certificates.first(), Some(&pki.leaf_der));
     assert!(!info.cipher_suite.is_empty());
+    assert_eq!(info.alpn_protocol.as_deref(), Some(&b"sockloop/1"[..]));
+    // An IP address is verified, not sent as SNI.
+    assert_eq!(info.server_name, None);
     assert_eq!(seen.level, Some(info.protection_level));
     seen
 }
@@ -277,7 +290,7 @@ fn wrong_name_is_reported() {
 /// An SMTP-like server: lines until `STARTTLS`, answered `220 ready` in clear, then
 /// TLS in place and length-prefixed frames echoed back.
 fn starttls_server(reactor: &mut Reactor<Seen>, pki: &Pki) -> SocketAddr {
-    let config = pki.server();
+    let config = pki.server_der();
     let (_listener, addr) = serve(
         reactor,
         &StreamSocketListenerControl::new(),

@@ -172,6 +172,14 @@ impl TlsSession {
         self.conn.send_close_notify();
     }
 
+    /// The negotiated version as a level; `Ssl` while handshaking.
+    pub(crate) fn level(&self) -> ProtectionLevel {
+        if self.conn.is_handshaking() {
+            return ProtectionLevel::Ssl;
+        }
+        ProtectionLevel::of_version(self.conn.protocol_version())
+    }
+
     /// What was negotiated, once the handshake is complete.
     pub(crate) fn information(&self) -> Option<TlsInformation> {
         if self.conn.is_handshaking() {

@@ -175,9 +175,7 @@ impl StreamSocket {
 pub(crate) fn protection_level<S: 'static>(st: &StreamState<S>) -> ProtectionLevel {
     match st.cold.as_ref().and_then(|c| c.tls.as_ref()) {
         None => ProtectionLevel::PlainSocket,
-        Some(tls) => tls
-            .information()
-            .map_or(ProtectionLevel::Ssl, |i| i.protection_level),
+        Some(tls) => tls.level(),
     }
 }
 
