@@ -747,3 +747,53 @@ fn handshake_with_openssl_s_server() {
     assert_eq!(info.protection_level, ProtectionLevel::Tls13);
     assert_eq!(info.peer_certificates[0], pki.leaf_der);
 }
+
+/// A server that accepts TCP but never answers the ClientHello, and a client that
+/// connects to a TLS listener and sends nothing: both handshakes time out.
+#[test]
+fn handshakes_time_out() {
+    let pki = Pki::new(&["127.0.0.1"]);
+    let silent = TcpListener::bind(LOCAL_V4).unwrap();
+    let mut reactor = Reactor::<Seen>::new().unwrap();
+    let control = tls_control(ProtectionLevel::Ssl, pki.client())
+        .tls_handshake_timeout(Duration::from_millis(200));
+    StreamSocket::connect_with(
+        &mut reactor,
+        "127.0.0.1",
+        silent.local_addr().unwrap().port(),
+        &control,
+        |_, seen: &mut Seen, _, event| match event {
+            StreamEvent::Connected => seen.connected = true,
+            StreamEvent::Closed(r) => seen.closed = Some(status(&r)),
+            _ => {}
+        },
+    )
+    .unwrap();
+    let mut seen = Seen::default();
+    run_until(&mut reactor, &mut seen, LIMIT, |s| s.closed.is_some());
+    assert!(!seen.connected);
+    assert_eq!(
+        seen.closed,
+        Some(Err(SocketErrorStatus::ConnectionTimedOut))
+    );
+
+    let listener_control = StreamSocketListenerControl::new()
+        .tls(pki.server())
+        .accepted(StreamSocketControl::new().tls_handshake_timeout(Duration::from_millis(200)));
+    let (_listener, addr) = serve(
+        &mut reactor,
+        &listener_control,
+        |_, seen: &mut Seen, _, event| {
+            if let StreamEvent::Closed(r) = event {
+                seen.closed = Some(status(&r));
+            }
+        },
+    );
+    let _quiet_client = std::net::TcpStream::connect(addr).unwrap();
+    let mut seen = Seen::default();
+    run_until(&mut reactor, &mut seen, LIMIT, |s| s.closed.is_some());
+    assert_eq!(
+        seen.closed,
+        Some(Err(SocketErrorStatus::ConnectionTimedOut))
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use socket2::{SockRef, Socket, TcpKeepalive};
 
 use crate::net::hostname::HostName;
-use crate::tls::{ProtectionLevel, TlsClientOptions, TlsServerConfig};
+use crate::tls::{ProtectionLevel, TlsClientOptions, TlsServerConfig, HANDSHAKE_TIMEOUT};
 
 /// Quality of service for a stream socket, as on Windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,6 +76,7 @@ pub struct StreamSocketControl {
     connect_timeout: Duration,
     protection_level: ProtectionLevel,
     tls: TlsClientOptions,
+    tls_handshake_timeout: Duration,
 }
 
 impl Default for StreamSocketControl {
@@ -91,6 +92,7 @@ impl Default for StreamSocketControl {
             connect_timeout: Duration::from_secs(30),
             protection_level: ProtectionLevel::PlainSocket,
             tls: TlsClientOptions::default(),
+            tls_handshake_timeout: HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -190,6 +192,21 @@ impl StreamSocketControl {
     pub fn tls(mut self, options: TlsClientOptions) -> Self {
         self.tls = options;
         self
+    }
+
+    /// How long the TLS handshake may take once TCP is connected (10 s by default);
+    /// past it the socket closes with `ConnectionTimedOut`. For a listener's accepted
+    /// sockets (set through
+    /// [`StreamSocketListenerControl::accepted`]), counted from the accept.
+    #[must_use]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// The TLS handshake timeout.
+    pub fn get_tls_handshake_timeout(&self) -> Duration {
+        self.tls_handshake_timeout
     }
 
     /// The protection level `connect` asks for.

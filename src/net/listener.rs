@@ -434,7 +434,10 @@ impl<S: 'static> Reactor<S> {
             .map(|c| TlsSession::server(c, Announce::Nothing))
         {
             None => None,
-            Some(Ok(session)) => Some(session),
+            Some(Ok(mut session)) => {
+                session.timeout = l.accepted.get_tls_handshake_timeout();
+                Some(session)
+            }
             Some(Err(e)) => return log::debug!("accepted {remote}: {e}"),
         };
         if let Err(e) = l.accepted.apply_accepted(SockRef::from(&io), &remote) {
@@ -449,6 +452,7 @@ impl<S: 'static> Reactor<S> {
         };
         if let (Some(session), Some(Source::Stream(st))) = (session, self.sources.get_mut(socket)) {
             install_tls(st, session);
+            self.arm_handshake_timer(socket);
         }
         self.stats_mut().accepted += 1;
         let event = ListenerEvent::ConnectionReceived(ConnectionReceived {

@@ -53,6 +53,8 @@ pub(crate) enum SourceTimer {
     Linger,
     /// Try `accept` again after running out of file descriptors.
     AcceptRetry,
+    /// A TLS handshake took too long.
+    TlsHandshake,
 }
 
 /// What a kind of source does when the loop calls on it. Each method gets the key of

@@ -10,6 +10,7 @@
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, Connection, ServerConnection};
@@ -17,6 +18,9 @@ use rustls::{ClientConnection, Connection, ServerConnection};
 use super::config::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig};
 use super::verify::tls_error;
 use crate::error::{Error, SocketErrorStatus};
+
+/// How long a TLS handshake may take by default.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handler is told when the handshake completes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +44,8 @@ pub(crate) struct TlsSession {
     peer_closed: bool,
     /// The name sent as SNI (client side).
     sni: Option<String>,
+    /// How long the handshake may take once the connection is open.
+    pub(crate) timeout: Duration,
 }
 
 impl TlsSession {
@@ -87,6 +93,7 @@ impl TlsSession {
             early: 0,
             peer_closed: false,
             sni,
+            timeout: HANDSHAKE_TIMEOUT,
         }
     }
 

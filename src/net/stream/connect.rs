@@ -164,13 +164,14 @@ impl StreamSocket {
                 );
             };
             // Made now, so that writes made before `Connected` are encrypted.
-            let session = TlsSession::client(
+            let mut session = TlsSession::client(
                 level,
                 control.get_tls(),
                 host.canonical_name(),
                 host.ip(),
                 Announce::Connected,
             )?;
+            session.timeout = control.get_tls_handshake_timeout();
             super::tls::install(&mut st, session);
         }
         let key = reactor.insert_source(Source::Stream(st))?;
@@ -445,6 +446,9 @@ impl<S: 'static> Reactor<S> {
         };
         if queued || tls {
             self.flush_stream(key);
+        }
+        if tls {
+            self.arm_handshake_timer(key);
         }
         if !tls {
             self.call_stream(state, key, StreamEvent::Connected);

@@ -102,6 +102,8 @@ pub(crate) struct Cold {
     pub(crate) timer: Option<Key>,
     /// The TLS session, with `tls` set.
     pub(crate) tls: Option<Box<TlsSession>>,
+    /// The timer of a TLS handshake under way.
+    pub(crate) handshake_timer: Option<Key>,
 }
 
 impl<S: 'static> StreamState<S> {

@@ -15,7 +15,7 @@ use crate::error::{Error, SocketErrorStatus};
 use crate::io::outbound::Outbound;
 use crate::io::BufPool;
 use crate::net::hostname::HostName;
-use crate::reactor::{Key, Reactor, Source};
+use crate::reactor::{Key, Reactor, Source, SourceTimer};
 use crate::tls::{
     Announce, ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig, TlsSession,
 };
@@ -195,7 +195,7 @@ fn upgradable<S: 'static>(st: &StreamState<S>, operation: &'static str) -> Resul
 impl<S: 'static> Reactor<S> {
     /// Starts an upgrade: bytes queued so far stay in clear, ahead of the session's.
     fn upgrade(&mut self, key: Key, session: TlsSession) -> Result<(), Error> {
-        let Some((Source::Stream(st), pool, mut queue)) = self.source_for_write(key) else {
+        let Some((Source::Stream(st), pool, _)) = self.source_for_write(key) else {
             return Err(stale("tls upgrade"));
         };
         let kept = st.inbuf_len();
@@ -210,6 +210,10 @@ impl<S: 'static> Reactor<S> {
         }
         queue_records(st, pool);
         log::debug!("stream {key:?}: upgrading to TLS");
+        self.arm_handshake_timer(key);
+        let Some((Source::Stream(st), _, mut queue)) = self.source_for_write(key) else {
+            return Err(stale("tls upgrade"));
+        };
         let delivering = st.delivering;
         if !queue.defer(key, &mut st.dirty) {
             self.flush_stream(key);
@@ -298,11 +302,16 @@ impl<S: 'static> Reactor<S> {
             Some(tls) if !tls.is_handshaking() => tls.announce.take(),
             _ => None,
         };
+        let timer = match done {
+            Some(_) => st.cold.as_mut().and_then(|c| c.handshake_timer.take()),
+            None => None,
+        };
         if !st.out.is_empty() {
             self.mark_dirty(key);
         }
         let Some(announce) = done else { return };
         log::debug!("stream {key:?}: TLS handshake complete");
+        self.cancel_internal_timer(timer);
         match announce {
             Announce::Connected => {
                 self.call_stream(state, key, StreamEvent::Connected);
@@ -356,6 +365,42 @@ impl<S: 'static> Reactor<S> {
             }
             None => self.read_eof(state, key),
         }
+    }
+
+    /// Gives the handshake of a stream that is now connected its time.
+    pub(crate) fn arm_handshake_timer(&mut self, key: Key) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        let Some(timeout) = st.tls_mut().map(|t| t.timeout) else {
+            return;
+        };
+        let timer = self.set_source_timer(timeout, key, SourceTimer::TlsHandshake);
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            let old = st.cold().handshake_timer.replace(timer);
+            self.cancel_internal_timer(old);
+        }
+    }
+
+    /// The handshake timer fired: the handshake had not completed.
+    pub(crate) fn tls_handshake_timed_out(&mut self, key: Key) {
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        if let Some(cold) = st.cold.as_mut() {
+            cold.handshake_timer = None;
+        }
+        let Some(timeout) = st
+            .tls_mut()
+            .filter(|t| t.is_handshaking())
+            .map(|t| t.timeout)
+        else {
+            return;
+        };
+        let err = Error::new(SocketErrorStatus::ConnectionTimedOut, "tls handshake").with_detail(
+            format!("the TLS handshake did not complete within {timeout:?}"),
+        );
+        self.fail_stream(key, err);
     }
 
     /// `close` or `shutdown_write` on a TLS stream: close_notify goes after what is
