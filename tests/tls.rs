@@ -797,3 +797,62 @@ fn handshakes_time_out() {
         Some(Err(SocketErrorStatus::ConnectionTimedOut))
     );
 }
+
+/// `write(STARTTLS)`, `upgrade_to_tls`, `write(secret)` back to back, with a tiny send
+/// buffer: the peer sees the command in clear, then only TLS records — the secret never
+/// crosses in clear.
+#[test]
+fn nothing_written_after_the_upgrade_leaves_in_clear() {
+    let listener = TcpListener::bind(LOCAL_V4).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut wire = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Everything the client sends until it goes quiet (it waits for a ServerHello).
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            wire.extend_from_slice(&buf[..n]);
+        }
+        wire
+    });
+    let mut reactor = Reactor::<Seen>::new().unwrap();
+    let control = StreamSocketControl::new().outbound_buffer_size(Some(1024));
+    StreamSocket::connect_with(
+        &mut reactor,
+        "127.0.0.1",
+        addr.port(),
+        &control,
+        |reactor, _: &mut Seen, socket, event| {
+            if let StreamEvent::Connected = event {
+                socket.write(reactor, b"STARTTLS\r\n").unwrap();
+                let host = HostName::new("127.0.0.1").unwrap();
+                socket
+                    .upgrade_to_tls(reactor, ProtectionLevel::Ssl, &host)
+                    .unwrap();
+                socket.write(reactor, &[b'S'; 8192]).unwrap();
+                socket.write(reactor, b"SECRET").unwrap();
+            }
+        },
+    )
+    .unwrap();
+    let mut seen = Seen::default();
+    let wire = loop {
+        reactor
+            .turn(&mut seen, Some(Duration::from_millis(10)))
+            .unwrap();
+        if peer.is_finished() {
+            break peer.join().unwrap();
+        }
+    };
+    assert!(wire.starts_with(b"STARTTLS\r\n"), "{wire:?}");
+    let after = &wire[b"STARTTLS\r\n".len()..];
+    // A TLS handshake record (the ClientHello) follows the command at once.
+    assert_eq!(&after[..2], [0x16, 0x03]);
+    assert!(!after.windows(6).any(|w| w == b"SECRET"));
+    assert!(!after.windows(64).any(|w| w.iter().all(|&b| b == b'S')));
+}
