@@ -167,3 +167,78 @@ fn pushing_a_timer_back_does_not_allocate() {
     assert_eq!(n, 0, "10,000 resets allocated {n} times");
     reactor.cancel_timer(id).unwrap();
 }
+
+/// Both ends of a TLS transfer in one reactor: bytes sent and bytes the sink received.
+#[derive(Default)]
+struct TlsFlow {
+    connected: bool,
+    received: usize,
+}
+
+/// TLS with rustls' buffered API allocates per record (its encrypted output, and the
+/// received ciphertext's buffer growth); this bounds it, so that a regression beyond
+/// that shows, and prints the figure.
+#[test]
+fn tls_allocations_per_record_are_bounded() {
+    use sockloop::{
+        ProtectionLevel, StreamSocketControl, StreamSocketListenerControl, TlsClientOptions,
+        TlsServerConfig,
+    };
+    let cert = rcgen::generate_simple_self_signed(["127.0.0.1".to_string()]).unwrap();
+    let server = TlsServerConfig::from_pem(
+        cert.cert.pem().as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let client = TlsClientOptions::new()
+        .root_certificates_pem(cert.cert.pem().as_bytes())
+        .unwrap();
+    let mut reactor = Reactor::<TlsFlow>::new().unwrap();
+    let (_listener, addr) = util::serve(
+        &mut reactor,
+        &StreamSocketListenerControl::new().tls(server),
+        |_, flow: &mut TlsFlow, _, event| {
+            if let StreamEvent::Received(mut input) = event {
+                flow.received += input.len();
+                input.consume_all();
+            }
+        },
+    );
+    let control = StreamSocketControl::new()
+        .protection_level(ProtectionLevel::Tls13)
+        .tls(client);
+    let socket = StreamSocket::connect_with(
+        &mut reactor,
+        "127.0.0.1",
+        addr.port(),
+        &control,
+        |_, flow: &mut TlsFlow, _, event| {
+            if let StreamEvent::Connected = event {
+                flow.connected = true;
+            }
+        },
+    )
+    .unwrap();
+    let mut flow = TlsFlow::default();
+    util::run_until(&mut reactor, &mut flow, Duration::from_secs(10), |f| {
+        f.connected
+    });
+    const RECORD: usize = 16 * 1024;
+    let data = vec![7u8; RECORD];
+    let mut sent = 0;
+    let mut send = |reactor: &mut Reactor<TlsFlow>, flow: &mut TlsFlow, n: usize| {
+        for _ in 0..n {
+            socket.write(reactor, &data).unwrap();
+            sent += RECORD;
+            util::run_until(reactor, flow, Duration::from_secs(10), |f| {
+                f.received == sent
+            });
+        }
+    };
+    send(&mut reactor, &mut flow, 50);
+    const N: u64 = 200;
+    let (allocations, ()) = allocations_in(|| send(&mut reactor, &mut flow, N as usize));
+    let per_record = allocations as f64 / N as f64;
+    println!("TLS 1.3, 16 KiB writes: {per_record:.2} allocations per record (both ends)");
+    assert!(per_record <= 8.0, "{per_record} allocations per record");
+}
