@@ -42,6 +42,8 @@ pub(crate) struct TlsSession {
     pub(crate) early: usize,
     /// The peer sent close_notify.
     peer_closed: bool,
+    /// Decrypted bytes rustls holds, as of the last `process` and reads since.
+    plaintext: usize,
     /// The name sent as SNI (client side).
     sni: Option<String>,
     /// How long the handshake may take once the connection is open.
@@ -92,6 +94,7 @@ impl TlsSession {
             announce: Some(announce),
             early: 0,
             peer_closed: false,
+            plaintext: 0,
             sni,
             timeout: HANDSHAKE_TIMEOUT,
         }
@@ -143,21 +146,24 @@ impl TlsSession {
         if io.peer_has_closed() {
             self.peer_closed = true;
         }
+        self.plaintext = io.plaintext_bytes_to_read();
         Ok(())
     }
 
     /// Appends up to `max` bytes of decrypted plaintext to `buf`; returns how many.
     pub(crate) fn take_plaintext(&mut self, buf: &mut Vec<u8>, max: usize) -> usize {
         let mut total = 0;
-        while total < max {
+        while total < max && self.plaintext > 0 {
             let start = buf.len();
-            let want = (max - total).min(16 * 1024);
+            let want = (max - total).min(self.plaintext);
             buf.resize(start + want, 0);
             let got = self.conn.reader().read(&mut buf[start..]).unwrap_or(0);
             buf.truncate(start + got);
             if got == 0 {
+                self.plaintext = 0;
                 break;
             }
+            self.plaintext -= got;
             total += got;
         }
         total
@@ -167,6 +173,7 @@ impl TlsSession {
     pub(crate) fn discard_plaintext(&mut self) {
         let mut sink = [0u8; 1024];
         while matches!(self.conn.reader().read(&mut sink), Ok(n) if n > 0) {}
+        self.plaintext = 0;
     }
 
     /// The peer sent close_notify (and all plaintext before it was taken).
