@@ -277,7 +277,7 @@ impl StreamSocket {
     ///
     /// # Errors
     ///
-    /// `InvalidState` if the socket is not connected, if called from the handler while it
+    /// `InvalidState` if the socket is not connected or runs TLS, if called from the handler while it
     /// is given received bytes, or if bytes are still queued in
     /// either direction (they would be lost); `InvalidHandle` if closed.
     pub fn into_std<S: 'static>(
@@ -288,6 +288,10 @@ impl StreamSocket {
         if st.phase != Phase::Open || st.io.is_none() {
             return Err(Error::new(SocketErrorStatus::InvalidState, "into std")
                 .with_detail("not connected"));
+        }
+        if st.tls {
+            return Err(Error::new(SocketErrorStatus::InvalidState, "into std")
+                .with_detail("the socket runs TLS: its session state cannot go with it"));
         }
         if st.delivering {
             return Err(Error::new(SocketErrorStatus::InvalidState, "into std").with_detail(
