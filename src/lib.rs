@@ -105,8 +105,10 @@
 //! | `DataReader` / `DataWriter` | [`DataReader`] / [`DataWriter`] over byte buffers; codecs ([`Lines`], [`LengthPrefixed`]) deliver whole messages |
 //! | Socket broker, `TransferOwnership` | [`StreamSocket::from_std`] / [`into_std`](StreamSocket::into_std), [`StreamSocketListener::from_std`] / [`from_listen_fds`](StreamSocketListener::from_listen_fds) |
 //! | `DatagramSocket` | not yet |
-//! | `SocketProtectionLevel` | not yet (TLS comes with rustls) |
-//! | `StreamSocket.UpgradeToSslAsync` | not yet |
+//! | `SocketProtectionLevel` | [`ProtectionLevel`], set with [`StreamSocketControl::protection_level`]: TLS with rustls, `Connected` after the handshake; trust roots and ALPN in [`TlsClientOptions`] |
+//! | `StreamSocket.UpgradeToSslAsync(level, host)` | [`StreamSocket::upgrade_to_tls`]`(&mut reactor, level, &host)`, same handle and handler, then [`StreamEvent::TlsUpgraded`]; servers too: [`upgrade_to_tls_server`](StreamSocket::upgrade_to_tls_server) |
+//! | `StreamSocketInformation.ProtectionLevel`, `ServerCertificate` | [`StreamSocketInformation::protection_level`], [`StreamSocket::tls_information`] → [`TlsInformation`] (version, cipher suite, ALPN, peer chain) |
+//! | (the Windows listener cannot do TLS) | [`StreamSocketListenerControl::tls`] with a [`TlsServerConfig`] terminates TLS on accepted sockets |
 //!
 //! # One builder convention
 //!
