@@ -685,8 +685,7 @@ fn megabytes_through_tls_with_backpressure() {
 /// Our client against `openssl s_server -rev` (which answers each line reversed).
 #[test]
 fn handshake_with_openssl_s_server() {
-    if Command::new("openssl").arg("version").output().is_err() {
-        println!("skipped: openssl is not installed (.ci/run installs it)");
+    if openssl_missing() {
         return;
     }
     let pki = Pki::new(&["localhost", "127.0.0.1"]);
@@ -855,4 +854,113 @@ fn nothing_written_after_the_upgrade_leaves_in_clear() {
     assert_eq!(&after[..2], [0x16, 0x03]);
     assert!(!after.windows(6).any(|w| w == b"SECRET"));
     assert!(!after.windows(64).any(|w| w.iter().all(|&b| b == b'S')));
+}
+
+/// What our server saw of an `openssl s_client`.
+#[derive(Default)]
+struct Served {
+    upgraded: bool,
+    echoed: Option<Vec<u8>>,
+}
+
+fn openssl_missing() -> bool {
+    let missing = Command::new("openssl").arg("version").output().is_err();
+    if missing {
+        println!("skipped: openssl is not installed (.ci/run installs it)");
+    }
+    missing
+}
+
+/// Runs `openssl s_client ARGS -connect addr`, sends a line, turns the reactor until
+/// the server echoed it, and checks that s_client printed the echo.
+fn s_client_echo(reactor: &mut Reactor<Served>, addr: SocketAddr, args: &[&str]) -> Served {
+    let mut client = Command::new("openssl")
+        .arg("s_client")
+        .args(args)
+        .args(["-quiet", "-connect"])
+        .arg(addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let mut client = ChildGuard::new(client);
+    stdin.write_all(b"hello from s_client\n").unwrap();
+    let mut served = Served::default();
+    run_until(reactor, &mut served, LIMIT, |s| s.echoed.is_some());
+    util::run_for(reactor, &mut served, Duration::from_millis(50));
+    assert_eq!(client.expect_line("echo: ", LIMIT), "hello from s_client");
+    drop(stdin);
+    served
+}
+
+/// `openssl s_client` against our TLS listener, then with `-starttls smtp` against our
+/// server-side upgrade.
+#[test]
+fn openssl_s_client_against_our_servers() {
+    if openssl_missing() {
+        return;
+    }
+    let pki = Pki::new(&["127.0.0.1"]);
+    let mut reactor = Reactor::<Served>::new().unwrap();
+    let echo =
+        |reactor: &mut Reactor<Served>, served: &mut Served, socket: StreamSocket, line: &[u8]| {
+            let mut reply = b"echo: ".to_vec();
+            reply.extend_from_slice(line);
+            reply.push(b'\n');
+            socket.write(reactor, &reply).unwrap();
+            served.echoed = Some(line.to_vec());
+        };
+
+    let control = StreamSocketListenerControl::new().tls(pki.server());
+    let (tls_listener, addr) = serve(
+        &mut reactor,
+        &control,
+        move |reactor, served, socket, event| match event {
+            StreamEvent::Received(_) => socket.set_framing(reactor, Lines::new()).unwrap(),
+            StreamEvent::Message(line) => echo(reactor, served, socket, line),
+            _ => {}
+        },
+    );
+    let served = s_client_echo(&mut reactor, addr, &[]);
+    assert_eq!(served.echoed.as_deref(), Some(&b"hello from s_client"[..]));
+    tls_listener.close(&mut reactor).unwrap();
+
+    let config = pki.server();
+    let smtp = move |reactor: &mut Reactor<Served>,
+                     served: &mut Served,
+                     socket: StreamSocket,
+                     event: StreamEvent<'_>| match event {
+        StreamEvent::Message(line) if !served.upgraded && line.starts_with(b"EHLO") => {
+            socket
+                .write(reactor, b"250-sockloop\r\n250 STARTTLS\r\n")
+                .unwrap();
+        }
+        StreamEvent::Message(line) if !served.upgraded && line == b"STARTTLS" => {
+            socket.write(reactor, b"220 go ahead\r\n").unwrap();
+            socket.upgrade_to_tls_server(reactor, &config).unwrap();
+        }
+        StreamEvent::TlsUpgraded => served.upgraded = true,
+        StreamEvent::Message(line) if served.upgraded => echo(reactor, served, socket, line),
+        _ => {}
+    };
+    let listener = sockloop::StreamSocketListener::bind(
+        &mut reactor,
+        "127.0.0.1",
+        0,
+        move |reactor, _, _, event| {
+            if let sockloop::ListenerEvent::ConnectionReceived(conn) = event {
+                let socket = conn.socket;
+                socket.set_handler(reactor, smtp.clone()).unwrap();
+                socket.set_framing(reactor, Lines::new()).unwrap();
+                socket.write(reactor, b"220 sockloop ESMTP\r\n").unwrap();
+            }
+        },
+    )
+    .unwrap();
+    let addr = listener.local_address(&reactor).unwrap();
+    let served = s_client_echo(&mut reactor, addr, &["-starttls", "smtp"]);
+    assert!(served.upgraded);
+    assert_eq!(served.echoed.as_deref(), Some(&b"hello from s_client"[..]));
 }
