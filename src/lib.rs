@@ -155,6 +155,7 @@ mod framing;
 mod io;
 mod net;
 mod reactor;
+#[cfg(feature = "tls")]
 mod tls;
 
 pub use error::{Error, Result, SocketErrorStatus};
@@ -175,6 +176,7 @@ pub use net::stream::{StreamEvent, StreamSocket};
 pub use reactor::{
     set_nonblocking, Builder, FdEvent, FdSource, Interest, Reactor, Remote, Stats, TimerId,
 };
+#[cfg(feature = "tls")]
 pub use tls::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig};
 
 /// The fuzz targets' oracles (`fuzz/`) and the tests' decoding helpers. Not part of

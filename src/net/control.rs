@@ -7,6 +7,7 @@ use std::time::Duration;
 use socket2::{SockRef, Socket, TcpKeepalive};
 
 use crate::net::hostname::HostName;
+#[cfg(feature = "tls")]
 use crate::tls::{ProtectionLevel, TlsClientOptions, TlsServerConfig, HANDSHAKE_TIMEOUT};
 
 /// Quality of service for a stream socket, as on Windows.
@@ -74,8 +75,11 @@ pub struct StreamSocketControl {
     qos: QualityOfService,
     serialize: bool,
     connect_timeout: Duration,
+    #[cfg(feature = "tls")]
     protection_level: ProtectionLevel,
+    #[cfg(feature = "tls")]
     tls: TlsClientOptions,
+    #[cfg(feature = "tls")]
     tls_handshake_timeout: Duration,
 }
 
@@ -90,8 +94,11 @@ impl Default for StreamSocketControl {
             qos: QualityOfService::Normal,
             serialize: false,
             connect_timeout: Duration::from_secs(30),
+            #[cfg(feature = "tls")]
             protection_level: ProtectionLevel::PlainSocket,
+            #[cfg(feature = "tls")]
             tls: TlsClientOptions::default(),
+            #[cfg(feature = "tls")]
             tls_handshake_timeout: HANDSHAKE_TIMEOUT,
         }
     }
@@ -175,6 +182,7 @@ impl StreamSocketControl {
         self.connect_timeout
     }
 
+    #[cfg(feature = "tls")]
     /// How `connect` protects the connection: `PlainSocket` (the default), or TLS
     /// (`Ssl`, `Tls12`, `Tls13`), in which case `Connected` comes once the handshake
     /// has completed, and the server's certificate is verified for the name connected
@@ -186,6 +194,7 @@ impl StreamSocketControl {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// The TLS options used with a TLS protection level: trust roots, ALPN, or a
     /// whole rustls configuration.
     #[must_use]
@@ -194,6 +203,7 @@ impl StreamSocketControl {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// How long the TLS handshake may take once TCP is connected (10 s by default);
     /// past it the socket closes with `ConnectionTimedOut`. For a listener's accepted
     /// sockets (set through
@@ -204,16 +214,19 @@ impl StreamSocketControl {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// The TLS handshake timeout.
     pub fn get_tls_handshake_timeout(&self) -> Duration {
         self.tls_handshake_timeout
     }
 
+    #[cfg(feature = "tls")]
     /// The protection level `connect` asks for.
     pub fn get_protection_level(&self) -> ProtectionLevel {
         self.protection_level
     }
 
+    #[cfg(feature = "tls")]
     /// The TLS options.
     pub fn get_tls(&self) -> &TlsClientOptions {
         &self.tls
@@ -333,6 +346,7 @@ pub struct StreamSocketListenerControl {
     pub(crate) reuse_port: bool,
     pub(crate) only_ipv6: bool,
     pub(crate) accepted: StreamSocketControl,
+    #[cfg(feature = "tls")]
     pub(crate) tls: Option<TlsServerConfig>,
 }
 
@@ -343,6 +357,7 @@ impl Default for StreamSocketListenerControl {
             reuse_port: false,
             only_ipv6: false,
             accepted: StreamSocketControl::default(),
+            #[cfg(feature = "tls")]
             tls: None,
         }
     }
@@ -387,6 +402,7 @@ impl StreamSocketListenerControl {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// Terminates TLS on accepted sockets with `config`: the handshake runs before
     /// their handler sees any data, and a failed handshake closes the socket with
     /// `Closed(Err)` (to the handler, if one was set).
@@ -396,6 +412,7 @@ impl StreamSocketListenerControl {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// The TLS configuration of accepted sockets, if they run TLS.
     pub fn get_tls(&self) -> Option<&TlsServerConfig> {
         self.tls.as_ref()
@@ -451,5 +468,6 @@ pub struct StreamSocketInformation {
     pub queued_bytes: usize,
     /// `PlainSocket`; with TLS, the negotiated version (`Tls12`, `Tls13`), or `Ssl`
     /// while the handshake runs.
+    #[cfg(feature = "tls")]
     pub protection_level: ProtectionLevel,
 }

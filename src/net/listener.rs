@@ -15,9 +15,10 @@ use crate::io::sys;
 use crate::net::control::{StreamSocketControl, StreamSocketListenerControl};
 use crate::net::hostname::{resolve_blocking, IntoHostName};
 use crate::net::service::IntoService;
-use crate::net::stream::{install_tls, StreamSocket};
+use crate::net::stream::StreamSocket;
 use crate::reactor::{Key, Kind, Reactor, Source, SourceTimer};
-use crate::tls::{Announce, TlsServerConfig, TlsSession};
+#[cfg(feature = "tls")]
+use crate::tls::TlsServerConfig;
 
 /// How long to wait before accepting again after running out of file descriptors.
 const FD_RETRY: Duration = Duration::from_millis(100);
@@ -85,6 +86,7 @@ pub(crate) struct ListenerState<S: 'static> {
     io: TcpListener,
     handler: Option<ListenerHandler<S>>,
     accepted: StreamSocketControl,
+    #[cfg(feature = "tls")]
     tls: Option<TlsServerConfig>,
     local: SocketAddr,
     /// Out of file descriptors: waiting for the retry timer.
@@ -333,6 +335,7 @@ impl<S: 'static> Reactor<S> {
             io: TcpListener::from_std(listener),
             handler: Some(handler),
             accepted: control.accepted.clone(),
+            #[cfg(feature = "tls")]
             tls: control.tls.clone(),
             local,
             retry: None,
@@ -428,17 +431,10 @@ impl<S: 'static> Reactor<S> {
             return;
         };
         let local = io.local_addr().unwrap_or(l.local);
-        let session = match l
-            .tls
-            .as_ref()
-            .map(|c| TlsSession::server(c, Announce::Nothing))
-        {
-            None => None,
-            Some(Ok(mut session)) => {
-                session.timeout = l.accepted.get_tls_handshake_timeout();
-                Some(session)
-            }
-            Some(Err(e)) => return log::debug!("accepted {remote}: {e}"),
+        #[cfg(feature = "tls")]
+        let session = match crate::net::stream::tls::for_accept(l.tls.as_ref(), &l.accepted) {
+            Ok(session) => session,
+            Err(e) => return log::debug!("accepted {remote}: {e}"),
         };
         if let Err(e) = l.accepted.apply_accepted(SockRef::from(&io), &remote) {
             log::debug!("accepted {remote}: could not apply socket options: {e}");
@@ -450,8 +446,9 @@ impl<S: 'static> Reactor<S> {
             Ok(socket) => socket,
             Err(e) => return log::debug!("accepted {remote}: {e}"),
         };
+        #[cfg(feature = "tls")]
         if let (Some(session), Some(Source::Stream(st))) = (session, self.sources.get_mut(socket)) {
-            install_tls(st, session);
+            crate::net::stream::tls::install(st, session);
             self.arm_handshake_timer(socket);
         }
         self.stats_mut().accepted += 1;

@@ -54,6 +54,7 @@ pub(crate) enum SourceTimer {
     /// Try `accept` again after running out of file descriptors.
     AcceptRetry,
     /// A TLS handshake took too long.
+    #[cfg(feature = "tls")]
     TlsHandshake,
 }
 

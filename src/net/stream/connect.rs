@@ -17,7 +17,6 @@ use crate::net::hostname::{interleave_families, IntoHostName};
 use crate::net::resolver::{Lookup, ATTEMPT_DELAY};
 use crate::net::service::IntoService;
 use crate::reactor::{Key, Reactor, Source, SourceTimer};
-use crate::tls::{Announce, ProtectionLevel, TlsSession};
 
 impl StreamSocket {
     /// Connects to `host` on `service` with the default options; `handler` gets every
@@ -155,25 +154,8 @@ impl StreamSocket {
         destination.check()?;
         let mut st = StreamState::new(None, Phase::Resolving, Some(Box::new(handler)));
         st.cold().host = destination.host_name();
-        let level = control.get_protection_level();
-        if level != ProtectionLevel::PlainSocket {
-            let Some(host) = st.cold().host.clone() else {
-                return Err(
-                    Error::new(SocketErrorStatus::InvalidArgument, "tls connect")
-                        .with_detail("TLS needs the server's name (or address) to verify"),
-                );
-            };
-            // Made now, so that writes made before `Connected` are encrypted.
-            let mut session = TlsSession::client(
-                level,
-                control.get_tls(),
-                host.canonical_name(),
-                host.ip(),
-                Announce::Connected,
-            )?;
-            session.timeout = control.get_tls_handshake_timeout();
-            super::tls::install(&mut st, session);
-        }
+        #[cfg(feature = "tls")]
+        super::tls::for_connect(&mut st, control)?;
         let key = reactor.insert_source(Source::Stream(st))?;
         reactor.begin_connect(key, destination, control);
         Ok(StreamSocket(key))
@@ -436,19 +418,12 @@ impl<S: 'static> Reactor<S> {
     }
 
     fn connected(&mut self, state: &mut S, key: Key, queued: bool, readable: bool) {
-        let tls = match self.source_for_write(key) {
-            Some((Source::Stream(st), pool, _)) if st.tls => {
-                // The ClientHello; `Connected` waits for the handshake.
-                super::tls::queue_records(st, pool);
-                true
-            }
-            _ => false,
-        };
+        #[cfg(feature = "tls")]
+        let tls = self.tls_connected(key);
+        #[cfg(not(feature = "tls"))]
+        let tls = false;
         if queued || tls {
             self.flush_stream(key);
-        }
-        if tls {
-            self.arm_handshake_timer(key);
         }
         if !tls {
             self.call_stream(state, key, StreamEvent::Connected);

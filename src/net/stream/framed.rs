@@ -121,6 +121,7 @@ impl StreamSocket {
         // announced, and never past the limit.
         let queued = st.out.len();
         let max = announced.unwrap_or(limit - queued).min(limit - queued);
+        #[cfg(feature = "tls")]
         if st.tls {
             // Encoded apart, then encrypted into the queue.
             let mut frame = Vec::with_capacity(size);

@@ -160,6 +160,7 @@ impl<S: 'static> Kind<S> for StreamKind {
             SourceTimer::ConnectStagger => r.connect_stagger(key),
             SourceTimer::ConnectTimeout => r.connect_timed_out(key),
             SourceTimer::Linger => r.linger_expired(key),
+            #[cfg(feature = "tls")]
             SourceTimer::TlsHandshake => r.tls_handshake_timed_out(key),
             SourceTimer::AcceptRetry => {}
         }

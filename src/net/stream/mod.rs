@@ -7,13 +7,13 @@ mod kind;
 mod receive;
 mod send;
 mod state;
+#[cfg(feature = "tls")]
 pub(crate) mod tls;
 
 pub(crate) use close::{Lingering, LingeringKind};
 pub(crate) use kind::StreamKind;
 pub(crate) use send::over_limit;
 pub(crate) use state::{reset, writable_state, Phase, ReadSide, StreamState, WriteSide};
-pub(crate) use tls::install as install_tls;
 
 use std::fmt;
 use std::time::Duration;
@@ -189,6 +189,7 @@ impl StreamSocket {
             }
             _ => {}
         }
+        #[cfg(feature = "tls")]
         if st.tls {
             reactor.tls_close_notify(self.0);
         }
@@ -259,6 +260,7 @@ impl StreamSocket {
                 }
             }),
             queued_bytes: st.out.len(),
+            #[cfg(feature = "tls")]
             protection_level: tls::protection_level(st),
         })
     }

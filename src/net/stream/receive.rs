@@ -42,6 +42,7 @@ impl<S: 'static> Reactor<S> {
             let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
                 return;
             };
+            #[cfg(feature = "tls")]
             if st.tls {
                 // Also after an upgrade made by the handler of bytes read just now.
                 return self.tls_read(state, key, budget);

@@ -24,7 +24,12 @@ impl StreamSocket {
             return Err(stale("write"));
         };
         writable_state(st, "write")?;
-        if st.tls {
+        #[cfg(feature = "tls")]
+        let encrypted = st.tls;
+        #[cfg(not(feature = "tls"))]
+        let encrypted = false;
+        if encrypted {
+            #[cfg(feature = "tls")]
             super::tls::write_tls(st, pool, data, limit)?;
         } else {
             let queued = st.out.len();
@@ -65,6 +70,7 @@ impl StreamSocket {
     pub fn shutdown_write<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
         let st = reactor.stream_mut(self.0, "shutdown write")?;
         writable_state(st, "shutdown write")?;
+        #[cfg(feature = "tls")]
         if st.tls {
             // close_notify is TLS' end of file.
             reactor.tls_close_notify(self.0);

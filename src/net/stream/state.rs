@@ -14,6 +14,7 @@ use crate::framing::{Decoder, Encoder};
 use crate::io::outbound::Outbound;
 use crate::net::hostname::HostName;
 use crate::reactor::Key;
+#[cfg(feature = "tls")]
 use crate::tls::TlsSession;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +102,10 @@ pub(crate) struct Cold {
     /// The linger timer of a closing socket.
     pub(crate) timer: Option<Key>,
     /// The TLS session, with `tls` set.
+    #[cfg(feature = "tls")]
     pub(crate) tls: Option<Box<TlsSession>>,
     /// The timer of a TLS handshake under way.
+    #[cfg(feature = "tls")]
     pub(crate) handshake_timer: Option<Key>,
 }
 
@@ -138,6 +141,7 @@ impl<S: 'static> StreamState<S> {
     }
 
     /// The TLS session, if the stream runs TLS.
+    #[cfg(feature = "tls")]
     pub(crate) fn tls_mut(&mut self) -> Option<&mut TlsSession> {
         if !self.tls {
             return None;

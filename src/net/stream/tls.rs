@@ -14,6 +14,7 @@ use super::{stale, StreamEvent, StreamSocket};
 use crate::error::{Error, SocketErrorStatus};
 use crate::io::outbound::Outbound;
 use crate::io::BufPool;
+use crate::net::control::StreamSocketControl;
 use crate::net::hostname::HostName;
 use crate::reactor::{Key, Reactor, Source, SourceTimer};
 use crate::tls::{
@@ -50,6 +51,47 @@ pub(crate) fn queue_records<S: 'static>(st: &mut StreamState<S>, pool: &mut BufP
 pub(crate) fn install<S: 'static>(st: &mut StreamState<S>, session: TlsSession) {
     st.cold().tls = Some(Box::new(session));
     st.tls = true;
+}
+
+/// A stream `connect`ed at a TLS level gets its session before it connects, so that
+/// writes made before `Connected` are encrypted.
+pub(crate) fn for_connect<S: 'static>(
+    st: &mut StreamState<S>,
+    control: &StreamSocketControl,
+) -> Result<(), Error> {
+    let level = control.get_protection_level();
+    if level == ProtectionLevel::PlainSocket {
+        return Ok(());
+    }
+    let Some(host) = st.cold().host.clone() else {
+        return Err(
+            Error::new(SocketErrorStatus::InvalidArgument, "tls connect")
+                .with_detail("TLS needs the server's name (or address) to verify"),
+        );
+    };
+    let mut session = TlsSession::client(
+        level,
+        control.get_tls(),
+        host.canonical_name(),
+        host.ip(),
+        Announce::Connected,
+    )?;
+    session.timeout = control.get_tls_handshake_timeout();
+    install(st, session);
+    Ok(())
+}
+
+/// The session of a socket accepted by a listener with a TLS configuration.
+pub(crate) fn for_accept(
+    config: Option<&TlsServerConfig>,
+    control: &StreamSocketControl,
+) -> Result<Option<TlsSession>, Error> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let mut session = TlsSession::server(config, Announce::Nothing)?;
+    session.timeout = control.get_tls_handshake_timeout();
+    Ok(Some(session))
 }
 
 /// Encrypts a write of a TLS stream into its queue (or into the session until the
@@ -193,6 +235,17 @@ fn upgradable<S: 'static>(st: &StreamState<S>, operation: &'static str) -> Resul
 }
 
 impl<S: 'static> Reactor<S> {
+    /// TCP is connected: a TLS stream sends its ClientHello and starts the handshake
+    /// timer (`Connected` waits for the handshake). Returns whether it runs TLS.
+    pub(crate) fn tls_connected(&mut self, key: Key) -> bool {
+        match self.source_for_write(key) {
+            Some((Source::Stream(st), pool, _)) if st.tls => queue_records(st, pool),
+            _ => return false,
+        }
+        self.arm_handshake_timer(key);
+        true
+    }
+
     /// Starts an upgrade: bytes queued so far stay in clear, ahead of the session's.
     fn upgrade(&mut self, key: Key, session: TlsSession) -> Result<(), Error> {
         let Some((Source::Stream(st), pool, _)) = self.source_for_write(key) else {
