@@ -257,3 +257,45 @@ fn nothing_written_after_the_upgrade_leaves_in_clear() {
     assert!(!after.windows(6).any(|w| w == b"SECRET"));
     assert!(!after.windows(64).any(|w| w.iter().all(|&b| b == b'S')));
 }
+
+/// An upgrade called outside the handler's delivery (here from a timer) while input is
+/// kept unconsumed: refused with `ProtocolError`, and the socket closes without
+/// delivering it.
+#[test]
+fn kept_plaintext_refuses_an_upgrade_made_later() {
+    let (addr, peer) = injecting_server(b"220 ready\r\n250 INJECTED\r\n", b"");
+    let mut reactor = Reactor::<Seen>::new().unwrap();
+    StreamSocket::connect(
+        &mut reactor,
+        "127.0.0.1",
+        addr.port(),
+        |reactor, seen: &mut Seen, socket, event| match event {
+            StreamEvent::Connected => socket.write(reactor, b"STARTTLS\n").unwrap(),
+            StreamEvent::Received(input) if seen.received.is_empty() => {
+                // Keep it all, and upgrade a little later.
+                seen.received.extend_from_slice(input.bytes());
+                socket.set_receive_paused(reactor, true).unwrap();
+                reactor.set_timer(Duration::from_millis(50), move |reactor, seen, _| {
+                    let host = HostName::new("127.0.0.1").unwrap();
+                    let err = socket
+                        .upgrade_to_tls(reactor, ProtectionLevel::Ssl, &host)
+                        .unwrap_err();
+                    seen.messages
+                        .push(format!("{:?}", err.status()).into_bytes());
+                    let _ = socket.set_receive_paused(reactor, false);
+                });
+            }
+            StreamEvent::Received(input) => panic!("delivered again: {:?}", input.bytes()),
+            StreamEvent::TlsUpgraded => seen.upgraded = true,
+            StreamEvent::Closed(r) => seen.closed = Some(status(&r)),
+            _ => {}
+        },
+    )
+    .unwrap();
+    let mut seen = Seen::default();
+    run_until(&mut reactor, &mut seen, LIMIT, |s| s.closed.is_some());
+    assert_eq!(seen.messages, [b"ProtocolError".to_vec()]);
+    assert_eq!(seen.closed, Some(Err(SocketErrorStatus::ProtocolError)));
+    assert!(!seen.upgraded);
+    peer.join().unwrap();
+}
