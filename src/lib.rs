@@ -176,6 +176,10 @@ pub use net::stream::{StreamEvent, StreamSocket};
 pub use reactor::{
     set_nonblocking, Builder, FdEvent, FdSource, Interest, Reactor, Remote, Stats, TimerId,
 };
+/// The rustls this crate is built with, for [`TlsClientOptions::config`] and
+/// [`TlsServerConfig::from_rustls`].
+#[cfg(feature = "tls")]
+pub use rustls;
 #[cfg(feature = "tls")]
 pub use tls::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig};
 

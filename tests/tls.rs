@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
 use sockloop::{
     ProtectionLevel, Reactor, SocketErrorStatus, StreamEvent, StreamSocket, StreamSocketControl,
     StreamSocketListenerControl, TlsClientOptions,
@@ -447,4 +448,53 @@ fn handshakes_time_out() {
         seen.closed,
         Some(Err(SocketErrorStatus::ConnectionTimedOut))
     );
+}
+
+/// A caller's rustls configuration is used as it is (here: TLS 1.2 only, though the
+/// level asks for the best), and DER roots work like PEM ones.
+#[test]
+fn caller_config_and_der_roots() {
+    let pki = Pki::new(&["127.0.0.1"]);
+    let mut roots = sockloop::rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap();
+    roots.add(ca.clone()).unwrap();
+    let config = sockloop::rustls::ClientConfig::builder_with_protocol_versions(&[
+        &sockloop::rustls::version::TLS12,
+    ])
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    for (options, version) in [
+        (
+            TlsClientOptions::new().config(std::sync::Arc::new(config)),
+            ProtectionLevel::Tls12,
+        ),
+        (
+            TlsClientOptions::new()
+                .root_certificates_der([ca.to_vec()])
+                .unwrap(),
+            ProtectionLevel::Tls13,
+        ),
+    ] {
+        let mut reactor = Reactor::<Seen>::new().unwrap();
+        let addr = echo_server(&mut reactor, &pki);
+        StreamSocket::connect_with(
+            &mut reactor,
+            "127.0.0.1",
+            addr.port(),
+            &tls_control(ProtectionLevel::Ssl, options),
+            |reactor, seen: &mut Seen, socket, event| match event {
+                StreamEvent::Connected => {
+                    seen.info = socket.tls_information(reactor).unwrap();
+                    socket.close(reactor).unwrap();
+                }
+                StreamEvent::Closed(r) => seen.closed = Some(status(&r)),
+                _ => {}
+            },
+        )
+        .unwrap();
+        let mut seen = Seen::default();
+        run_until(&mut reactor, &mut seen, LIMIT, |s| s.closed.is_some());
+        assert_eq!(seen.closed, Some(Ok(())));
+        assert_eq!(seen.info.unwrap().protection_level, version);
+    }
 }
