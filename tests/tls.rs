@@ -498,3 +498,76 @@ fn caller_config_and_der_roots() {
         assert_eq!(seen.info.unwrap().protection_level, version);
     }
 }
+
+/// Mutual TLS: a server that requires a client certificate accepts one from the
+/// client CA (and sees its chain), and refuses a client without one.
+#[test]
+fn mutual_tls_accepted_and_refused() {
+    let pki = Pki::new(&["127.0.0.1"]);
+    let client_pki = Pki::new(&["client.example"]);
+    let server = pki
+        .server()
+        .client_authentication_pem(client_pki.ca_pem.as_bytes(), true)
+        .unwrap();
+    let with_cert = pki
+        .client()
+        .client_certificate_pem(
+            client_pki.leaf_pem.as_bytes(),
+            client_pki.key_pem.as_bytes(),
+        )
+        .unwrap();
+    for (options, accepted) in [(with_cert, true), (pki.client(), false)] {
+        let mut reactor = Reactor::<(Seen, Seen)>::new().unwrap();
+        let control = StreamSocketListenerControl::new().tls(server.clone());
+        let (_listener, addr) = serve(
+            &mut reactor,
+            &control,
+            |reactor, (_, server): &mut (Seen, Seen), socket, event| match event {
+                StreamEvent::Received(mut input) => {
+                    server.info = socket.tls_information(reactor).unwrap();
+                    socket.write(reactor, input.bytes()).unwrap();
+                    input.consume_all();
+                }
+                StreamEvent::ReadClosed => socket.close(reactor).unwrap(),
+                StreamEvent::Closed(r) => server.closed = Some(status(&r)),
+                _ => {}
+            },
+        );
+        StreamSocket::connect_with(
+            &mut reactor,
+            "127.0.0.1",
+            addr.port(),
+            &tls_control(ProtectionLevel::Ssl, options),
+            |reactor, (client, _): &mut (Seen, Seen), socket, event| match event {
+                StreamEvent::Connected => socket.write(reactor, b"mutual\n").unwrap(),
+                StreamEvent::Received(mut input) => {
+                    client.received.extend_from_slice(input.bytes());
+                    input.consume_all();
+                    socket.close(reactor).unwrap();
+                }
+                StreamEvent::Closed(r) => client.closed = Some(status(&r)),
+                _ => {}
+            },
+        )
+        .unwrap();
+        let mut seen = (Seen::default(), Seen::default());
+        run_until(&mut reactor, &mut seen, LIMIT, |(c, s)| {
+            c.closed.is_some() && s.closed.is_some()
+        });
+        let (client, server) = seen;
+        if accepted {
+            assert_eq!(client.closed, Some(Ok(())));
+            assert_eq!(client.received, b"mutual\n");
+            let info = server.info.expect("the server saw data");
+            assert_eq!(
+                info.peer_certificates,
+                std::slice::from_ref(&client_pki.leaf_der)
+            );
+        } else {
+            assert!(matches!(client.closed, Some(Err(_))), "{:?}", client.closed);
+            assert!(matches!(server.closed, Some(Err(_))), "{:?}", server.closed);
+            assert!(client.received.is_empty());
+            assert!(server.info.is_none());
+        }
+    }
+}

@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -93,8 +95,67 @@ fn webpki_roots() -> Arc<RootCertStore> {
         .clone()
 }
 
+const SERVER_CERT: &str = "server certificate";
+
 fn config_error(operation: &'static str, e: impl fmt::Display) -> Error {
     Error::new(SocketErrorStatus::InvalidArgument, operation).with_detail(e.to_string())
+}
+
+/// A certificate chain (leaf first) and its private key: a server's, or a client's
+/// for mutual TLS.
+struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    /// From PEM: the chain's `CERTIFICATE` blocks and a PKCS#8, PKCS#1 or SEC1 key.
+    fn from_pem(chain: &[u8], key: &[u8], op: &'static str) -> Result<Identity, Error> {
+        let chain = CertificateDer::pem_slice_iter(chain)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| config_error(op, e))?;
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| config_error(op, e))?;
+        Identity::new(chain, key, op)
+    }
+
+    /// From DER.
+    fn from_der<I, C>(chain: I, key: Vec<u8>, op: &'static str) -> Result<Identity, Error>
+    where
+        I: IntoIterator<Item = C>,
+        C: Into<Vec<u8>>,
+    {
+        let chain = chain
+            .into_iter()
+            .map(|c| CertificateDer::from(c.into()))
+            .collect();
+        let key = PrivateKeyDer::try_from(key).map_err(|e| config_error(op, e))?;
+        Identity::new(chain, key, op)
+    }
+
+    fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        op: &'static str,
+    ) -> Result<Identity, Error> {
+        if chain.is_empty() {
+            return Err(config_error(op, "no certificate given"));
+        }
+        Ok(Identity { chain, key })
+    }
+}
+
+/// A store of the certificates in `pem`.
+fn root_store(pem: &[u8], op: &'static str) -> Result<RootCertStore, Error> {
+    let mut store = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        store
+            .add(cert.map_err(|e| config_error(op, e))?)
+            .map_err(|e| config_error(op, e))?;
+    }
+    if store.is_empty() {
+        return Err(config_error(op, "no certificate given"));
+    }
+    Ok(store)
 }
 
 /// The client side's TLS options, set on
@@ -138,6 +199,8 @@ struct ClientInner {
     roots: Option<Arc<RootCertStore>>,
     alpn: Vec<Vec<u8>>,
     config: Option<Arc<ClientConfig>>,
+    /// The client certificate, for servers that ask for one.
+    identity: Option<Arc<Identity>>,
     /// Built configurations for `Ssl`, `Tls12`, `Tls13`.
     built: [OnceLock<Arc<ClientConfig>>; 3],
 }
@@ -153,6 +216,7 @@ impl TlsClientOptions {
             roots: self.inner.roots.clone(),
             alpn: self.inner.alpn.clone(),
             config: self.inner.config.clone(),
+            identity: self.inner.identity.clone(),
             built: Default::default(),
         };
         change(&mut inner);
@@ -217,6 +281,39 @@ impl TlsClientOptions {
         self.with(|inner| inner.alpn = alpn)
     }
 
+    /// Presents this certificate chain (leaf first) and key, from PEM, to a server
+    /// that asks for a client certificate (mutual TLS).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the chain or key cannot be parsed.
+    pub fn client_certificate_pem(
+        self,
+        chain: &[u8],
+        key: &[u8],
+    ) -> Result<TlsClientOptions, Error> {
+        let identity = Identity::from_pem(chain, key, "client certificate")?;
+        Ok(self.with(|inner| inner.identity = Some(Arc::new(identity))))
+    }
+
+    /// [`client_certificate_pem`](Self::client_certificate_pem) from DER.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the chain is empty or the key cannot be parsed.
+    pub fn client_certificate_der<I, C>(
+        self,
+        chain: I,
+        key: Vec<u8>,
+    ) -> Result<TlsClientOptions, Error>
+    where
+        I: IntoIterator<Item = C>,
+        C: Into<Vec<u8>>,
+    {
+        let identity = Identity::from_der(chain, key, "client certificate")?;
+        Ok(self.with(|inner| inner.identity = Some(Arc::new(identity))))
+    }
+
     /// Uses `config` as it is, for full control (verification, client certificates,
     /// versions, resumption): the roots, ALPN and the protection level's version
     /// choice of these options are then not applied. SNI still comes from the host name.
@@ -244,11 +341,16 @@ impl TlsClientOptions {
             return Ok(config.clone());
         }
         let roots = self.inner.roots.clone().unwrap_or_else(webpki_roots);
-        let mut config = ClientConfig::builder_with_provider(provider())
+        let builder = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(versions)
             .map_err(|e| config_error(operation, e))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let mut config = match &self.inner.identity {
+            Some(id) => builder
+                .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+                .map_err(|e| config_error(operation, e))?,
+            None => builder.with_no_client_auth(),
+        };
         config.alpn_protocols.clone_from(&self.inner.alpn);
         let config = Arc::new(config);
         let _ = self.inner.built[slot].set(config.clone());
@@ -288,10 +390,14 @@ impl fmt::Debug for TlsClientOptions {
 /// an accepted socket upgraded in place
 /// ([`upgrade_to_tls_server`](crate::StreamSocket::upgrade_to_tls_server)).
 ///
-/// TLS 1.3 and 1.2 are offered; no client certificate is asked for.
+/// TLS 1.3 and 1.2 are offered; a client certificate is asked for only with
+/// [`client_authentication_pem`](Self::client_authentication_pem).
 #[derive(Clone)]
 pub struct TlsServerConfig {
     config: Arc<ServerConfig>,
+    /// The server's certificate, to build the configuration again (`None` for a
+    /// caller's rustls configuration).
+    identity: Option<Arc<Identity>>,
 }
 
 impl TlsServerConfig {
@@ -302,12 +408,7 @@ impl TlsServerConfig {
     ///
     /// `InvalidArgument` if either cannot be parsed or the key does not fit.
     pub fn from_pem(chain: &[u8], key: &[u8]) -> Result<TlsServerConfig, Error> {
-        let op = "server certificate";
-        let chain = CertificateDer::pem_slice_iter(chain)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| config_error(op, e))?;
-        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| config_error(op, e))?;
-        TlsServerConfig::build(chain, key)
+        TlsServerConfig::build(Identity::from_pem(chain, key, SERVER_CERT)?, None)
     }
 
     /// From a DER certificate chain (leaf first) and a DER private key (PKCS#8,
@@ -321,37 +422,70 @@ impl TlsServerConfig {
         I: IntoIterator<Item = C>,
         C: Into<Vec<u8>>,
     {
-        let chain = chain
-            .into_iter()
-            .map(|c| CertificateDer::from(c.into()))
-            .collect();
-        let key =
-            PrivateKeyDer::try_from(key).map_err(|e| config_error("server certificate", e))?;
-        TlsServerConfig::build(chain, key)
+        TlsServerConfig::build(Identity::from_der(chain, key, SERVER_CERT)?, None)
     }
 
     fn build(
-        chain: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
+        identity: Identity,
+        clients: Option<Arc<dyn ClientCertVerifier>>,
     ) -> Result<TlsServerConfig, Error> {
-        let op = "server certificate";
-        if chain.is_empty() {
-            return Err(config_error(op, "no certificate given"));
-        }
-        let config = ServerConfig::builder_with_provider(provider())
+        let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(rustls::ALL_VERSIONS)
-            .map_err(|e| config_error(op, e))?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(|e| config_error(op, e))?;
+            .map_err(|e| config_error(SERVER_CERT, e))?;
+        let builder = match clients {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder
+            .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(|e| config_error(SERVER_CERT, e))?;
         Ok(TlsServerConfig {
             config: Arc::new(config),
+            identity: Some(Arc::new(identity)),
         })
+    }
+
+    /// Asks clients for a certificate that chains to the roots in `roots` (PEM):
+    /// with `required`, a client without one is refused; without, it may connect
+    /// anonymously (a certificate it does present is still verified). The client's
+    /// chain is then in [`TlsInformation::peer_certificates`].
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` if the roots cannot be parsed; `InvalidState` for a
+    /// configuration made with [`from_rustls`](Self::from_rustls) (set it there).
+    pub fn client_authentication_pem(
+        self,
+        roots: &[u8],
+        required: bool,
+    ) -> Result<TlsServerConfig, Error> {
+        let op = "client authentication";
+        let Some(identity) = self.identity.as_deref() else {
+            return Err(Error::new(SocketErrorStatus::InvalidState, op)
+                .with_detail("a rustls configuration is used as it is"));
+        };
+        let roots = Arc::new(root_store(roots, op)?);
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
+        let verifier = if required {
+            verifier
+        } else {
+            verifier.allow_unauthenticated()
+        };
+        let verifier = verifier.build().map_err(|e| config_error(op, e))?;
+        let identity = Identity {
+            chain: identity.chain.clone(),
+            key: identity.key.clone_key(),
+        };
+        let alpn = self.config.alpn_protocols.clone();
+        Ok(TlsServerConfig::build(identity, Some(verifier))?.alpn_protocols(alpn))
     }
 
     /// Uses a rustls configuration as it is, for full control.
     pub fn from_rustls(config: Arc<ServerConfig>) -> TlsServerConfig {
-        TlsServerConfig { config }
+        TlsServerConfig {
+            config,
+            identity: None,
+        }
     }
 
     /// The protocols accepted by ALPN, most preferred first.
