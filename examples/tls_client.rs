@@ -2,11 +2,12 @@
 //! and the server's certificate subject, sends a line, prints the reply.
 //!
 //! ```text
-//! cargo run --example tls_client -- HOST PORT [--ca FILE]
+//! cargo run --example tls_client -- HOST PORT [--ca FILE] [--cert FILE --key FILE]
 //! ```
 //!
 //! Without `--ca` the server's certificate must chain to Mozilla's roots; with it, to
-//! the PEM certificates in FILE. Against a local OpenSSL server that answers each
+//! the PEM certificates in FILE. `--cert` and `--key` (PEM) present a client
+//! certificate to a server that asks for one. Against a local OpenSSL server that answers each
 //! line reversed:
 //!
 //! ```text
@@ -32,20 +33,32 @@ struct Client {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (host, port, ca) = match args.as_slice() {
-        [host, port] => (host.clone(), port.parse::<u16>()?, None),
-        [host, port, flag, file] if flag == "--ca" => {
-            (host.clone(), port.parse::<u16>()?, Some(file.clone()))
-        }
-        _ => {
-            eprintln!("usage: tls_client HOST PORT [--ca FILE]");
-            std::process::exit(2);
-        }
+    let usage = || -> ! {
+        eprintln!("usage: tls_client HOST PORT [--ca FILE] [--cert FILE --key FILE]");
+        std::process::exit(2);
     };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [host, port, flags @ ..] = args.as_slice() else {
+        usage()
+    };
+    let port: u16 = port.parse()?;
+    let (mut ca, mut cert, mut key) = (None, None, None);
+    for pair in flags.chunks(2) {
+        match pair {
+            [flag, file] if flag == "--ca" => ca = Some(std::fs::read(file)?),
+            [flag, file] if flag == "--cert" => cert = Some(std::fs::read(file)?),
+            [flag, file] if flag == "--key" => key = Some(std::fs::read(file)?),
+            _ => usage(),
+        }
+    }
     let mut options = TlsClientOptions::new();
-    if let Some(file) = ca {
-        options = options.root_certificates_pem(&std::fs::read(&file)?)?;
+    if let Some(pem) = ca {
+        options = options.root_certificates_pem(&pem)?;
+    }
+    match (cert, key) {
+        (Some(cert), Some(key)) => options = options.client_certificate_pem(&cert, &key)?,
+        (None, None) => {}
+        _ => usage(),
     }
     let control = StreamSocketControl::new()
         .protection_level(ProtectionLevel::Ssl)
