@@ -170,10 +170,11 @@ impl StreamSocket {
         Ok(())
     }
 
-    /// Closes gracefully: what is queued is sent (then, with TLS, close_notify), then a FIN, then the handler gets
-    /// `Closed(Ok(()))`. If the queue is not sent within the reactor's linger time, the
-    /// connection is reset and `Closed` reports `ConnectionTimedOut`. Bytes that
-    /// arrive meanwhile are discarded. A socket still connecting is just dropped.
+    /// Closes gracefully: what is queued is sent (then, with TLS, close_notify), then a
+    /// FIN, then the handler gets `Closed(Ok(()))`. If the queue is not sent within
+    /// the reactor's linger time, the connection is reset and `Closed` reports
+    /// `ConnectionTimedOut`. Bytes that arrive meanwhile are discarded. A socket still
+    /// connecting is just dropped.
     ///
     /// # Errors
     ///
@@ -279,8 +280,8 @@ impl StreamSocket {
     ///
     /// # Errors
     ///
-    /// `InvalidState` if the socket is not connected or runs TLS, if called from the handler while it
-    /// is given received bytes, or if bytes are still queued in
+    /// `InvalidState` if the socket is not connected or runs TLS, if called from the
+    /// handler while it is given received bytes, or if bytes are still queued in
     /// either direction (they would be lost); `InvalidHandle` if closed.
     pub fn into_std<S: 'static>(
         self,
