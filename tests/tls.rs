@@ -138,8 +138,11 @@ fn handshake_status(pki: &Pki, options: TlsClientOptions) -> Seen {
         "127.0.0.1",
         addr.port(),
         &control,
-        |_, seen: &mut Seen, _, event| match event {
-            StreamEvent::Connected => seen.connected = true,
+        |reactor, seen: &mut Seen, socket, event| match event {
+            StreamEvent::Connected => {
+                seen.connected = true;
+                socket.close(reactor).unwrap();
+            }
             StreamEvent::Closed(r) => {
                 if let Err(e) = &r {
                     println!("closed: {e}");
@@ -570,4 +573,50 @@ fn mutual_tls_accepted_and_refused() {
             assert!(server.info.is_none());
         }
     }
+}
+
+/// Certificate errors let through when listed as ignorable, and only then; the other
+/// checks still run.
+#[test]
+fn ignorable_certificate_errors() {
+    use SocketErrorStatus::{
+        CertificateCommonNameIsIncorrect as Name, CertificateExpired as Expired,
+        CertificateUntrustedRoot as Untrusted,
+    };
+    let good = Pki::new(&["127.0.0.1"]);
+    let expired = Pki::expired(&["127.0.0.1"]);
+    let elsewhere = Pki::new(&["elsewhere.example"]);
+    let webpki = TlsClientOptions::new;
+    let ignoring = |options: TlsClientOptions, statuses: &[SocketErrorStatus]| {
+        options
+            .ignorable_server_certificate_errors(statuses.iter().copied())
+            .unwrap()
+    };
+    let cases: [(&Pki, TlsClientOptions, Result<(), SocketErrorStatus>); 9] = [
+        (&expired, expired.client(), Err(Expired)),
+        (&expired, ignoring(expired.client(), &[Expired]), Ok(())),
+        (&elsewhere, ignoring(elsewhere.client(), &[Name]), Ok(())),
+        (
+            &elsewhere,
+            ignoring(elsewhere.client(), &[Expired]),
+            Err(Name),
+        ),
+        (&good, ignoring(webpki(), &[Untrusted]), Ok(())),
+        // Untrusted and ignored: the name is still checked.
+        (&elsewhere, ignoring(webpki(), &[Untrusted]), Err(Name)),
+        // Expired and ignored: trust is still checked, at a time it was valid.
+        (&expired, ignoring(webpki(), &[Expired]), Err(Untrusted)),
+        (&expired, ignoring(webpki(), &[Expired, Untrusted]), Ok(())),
+        // An empty list is full verification again.
+        (&good, ignoring(webpki(), &[]), Err(Untrusted)),
+    ];
+    for (i, (pki, options, expected)) in cases.into_iter().enumerate() {
+        let seen = handshake_status(pki, options);
+        assert_eq!(seen.closed, Some(expected), "case {i}");
+        assert_eq!(seen.connected, expected.is_ok(), "case {i}");
+    }
+    let refused = TlsClientOptions::new()
+        .ignorable_server_certificate_errors([SocketErrorStatus::CertificateIsInvalid])
+        .unwrap_err();
+    assert_eq!(refused.status(), SocketErrorStatus::InvalidArgument);
 }

@@ -10,6 +10,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::verify::{IgnoringVerifier, IGNORABLE};
 use crate::error::{Error, SocketErrorStatus};
 
 /// How a stream is protected: the `SocketProtectionLevel` of Windows, same values.
@@ -201,6 +202,8 @@ struct ClientInner {
     config: Option<Arc<ClientConfig>>,
     /// The client certificate, for servers that ask for one.
     identity: Option<Arc<Identity>>,
+    /// Server certificate errors let through.
+    ignore: Vec<SocketErrorStatus>,
     /// Built configurations for `Ssl`, `Tls12`, `Tls13`.
     built: [OnceLock<Arc<ClientConfig>>; 3],
 }
@@ -217,6 +220,7 @@ impl TlsClientOptions {
             alpn: self.inner.alpn.clone(),
             config: self.inner.config.clone(),
             identity: self.inner.identity.clone(),
+            ignore: self.inner.ignore.clone(),
             built: Default::default(),
         };
         change(&mut inner);
@@ -314,6 +318,40 @@ impl TlsClientOptions {
         Ok(self.with(|inner| inner.identity = Some(Arc::new(identity))))
     }
 
+    /// Accepts a server certificate despite these errors — Windows'
+    /// `IgnorableServerCertificateErrors`: any of `CertificateExpired` (also not yet
+    /// valid), `CertificateUntrustedRoot` and `CertificateCommonNameIsIncorrect`. Each
+    /// one let through is logged at warn. The other checks still run (an expired
+    /// certificate must still chain to a trusted root, unless that is ignored too, and
+    /// match the name), and the handshake's signatures are always verified. Empty by
+    /// default; an empty list restores full verification.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for any other status: a certificate that is badly signed,
+    /// malformed, revoked or for another use is never accepted.
+    pub fn ignorable_server_certificate_errors(
+        self,
+        statuses: impl IntoIterator<Item = SocketErrorStatus>,
+    ) -> Result<TlsClientOptions, Error> {
+        let mut ignore = Vec::new();
+        for status in statuses {
+            if !IGNORABLE.contains(&status) {
+                return Err(Error::new(
+                    SocketErrorStatus::InvalidArgument,
+                    "ignorable certificate errors",
+                )
+                .with_detail(format!(
+                    "{status:?} cannot be ignored; only {IGNORABLE:?} can"
+                )));
+            }
+            if !ignore.contains(&status) {
+                ignore.push(status);
+            }
+        }
+        Ok(self.with(|inner| inner.ignore = ignore))
+    }
+
     /// Uses `config` as it is, for full control (verification, client certificates,
     /// versions, resumption): the roots, ALPN and the protection level's version
     /// choice of these options are then not applied. SNI still comes from the host name.
@@ -343,8 +381,16 @@ impl TlsClientOptions {
         let roots = self.inner.roots.clone().unwrap_or_else(webpki_roots);
         let builder = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(versions)
-            .map_err(|e| config_error(operation, e))?
-            .with_root_certificates(roots);
+            .map_err(|e| config_error(operation, e))?;
+        let builder = if self.inner.ignore.is_empty() {
+            builder.with_root_certificates(roots)
+        } else {
+            let algorithms = provider().signature_verification_algorithms;
+            let verifier = IgnoringVerifier::new(roots, self.inner.ignore.clone(), algorithms);
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+        };
         let mut config = match &self.inner.identity {
             Some(id) => builder
                 .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
@@ -380,6 +426,7 @@ impl fmt::Debug for TlsClientOptions {
             )
             .field("alpn", &self.inner.alpn)
             .field("config", &self.inner.config.is_some())
+            .field("ignore", &self.inner.ignore)
             .finish()
     }
 }

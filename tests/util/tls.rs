@@ -26,6 +26,15 @@ fn next_ca() -> usize {
 impl Pki {
     /// A CA, and a leaf for `names` (DNS names or IP addresses) signed by it.
     pub fn new(names: &[&str]) -> Pki {
+        Pki::build(names, false)
+    }
+
+    /// A CA, and a leaf for `names` that expired in 2001.
+    pub fn expired(names: &[&str]) -> Pki {
+        Pki::build(names, true)
+    }
+
+    fn build(names: &[&str], expired: bool) -> Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -41,6 +50,10 @@ impl Pki {
         leaf_params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "sockloop test server");
+        if expired {
+            leaf_params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            leaf_params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
         let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
         Pki {
             ca_pem: ca.pem(),
