@@ -108,6 +108,7 @@
 //! | `SocketProtectionLevel` | [`ProtectionLevel`], set with [`StreamSocketControl::protection_level`]: TLS with rustls, `Connected` after the handshake; trust roots and ALPN in [`TlsClientOptions`] |
 //! | `StreamSocket.UpgradeToSslAsync(level, host)` | [`StreamSocket::upgrade_to_tls`]`(&mut reactor, level, &host)`, same handle and handler, then [`StreamEvent::TlsUpgraded`]; servers too: [`upgrade_to_tls_server`](StreamSocket::upgrade_to_tls_server) |
 //! | `StreamSocketInformation.ProtectionLevel`, `ServerCertificate` | [`StreamSocketInformation::protection_level`], [`StreamSocket::tls_information`] → [`TlsInformation`] (version, cipher suite, ALPN, peer chain) |
+//! | `StreamSocketControl.ClientCertificate`, `IgnorableServerCertificateErrors` | [`TlsClientOptions::client_certificate_pem`], [`TlsClientOptions::ignorable_server_certificate_errors`] (expired, untrusted root, wrong name; each logged, the other checks kept) |
 //! | (the Windows listener cannot do TLS) | [`StreamSocketListenerControl::tls`] with a [`TlsServerConfig`] terminates TLS on accepted sockets |
 //!
 //! # One builder convention
