@@ -620,3 +620,40 @@ fn ignorable_certificate_errors() {
         .unwrap_err();
     assert_eq!(refused.status(), SocketErrorStatus::InvalidArgument);
 }
+
+/// A second connection with the same options resumes the session; the first is full.
+#[test]
+fn sessions_are_resumed() {
+    let pki = Pki::new(&["127.0.0.1"]);
+    let mut reactor = Reactor::<Seen>::new().unwrap();
+    let addr = echo_server(&mut reactor, &pki);
+    let control = tls_control(ProtectionLevel::Tls13, pki.client());
+    let mut resumed = Vec::new();
+    for _ in 0..2 {
+        StreamSocket::connect_with(
+            &mut reactor,
+            "127.0.0.1",
+            addr.port(),
+            &control,
+            |reactor, seen: &mut Seen, socket, event| match event {
+                StreamEvent::Connected => {
+                    seen.info = socket.tls_information(reactor).unwrap();
+                    socket.write(reactor, b"again\n").unwrap();
+                }
+                StreamEvent::Received(mut input) => {
+                    // The echo comes after the session tickets: the client has them.
+                    input.consume_all();
+                    socket.close(reactor).unwrap();
+                }
+                StreamEvent::Closed(r) => seen.closed = Some(status(&r)),
+                _ => {}
+            },
+        )
+        .unwrap();
+        let mut seen = Seen::default();
+        run_until(&mut reactor, &mut seen, LIMIT, |s| s.closed.is_some());
+        assert_eq!(seen.closed, Some(Ok(())));
+        resumed.push(seen.info.unwrap().resumed);
+    }
+    assert_eq!(resumed, [false, true]);
+}

@@ -581,6 +581,11 @@ pub struct TlsInformation {
     pub alpn_protocol: Option<Vec<u8>>,
     /// The name sent (client) or received (server) as SNI.
     pub server_name: Option<String>,
-    /// The peer's certificate chain, DER, leaf first (empty if it sent none).
+    /// The peer's certificate chain, DER, leaf first (empty if it sent none). A
+    /// resumed session has none (nothing was sent again).
     pub peer_certificates: Vec<Vec<u8>>,
+    /// The session was resumed (from a ticket or the server's cache), without a full
+    /// handshake. Clients keep up to 256 sessions per [`TlsClientOptions`] (shared by
+    /// its clones), servers per [`TlsServerConfig`].
+    pub resumed: bool,
 }

@@ -214,6 +214,7 @@ impl TlsSession {
                 .peer_certificates()
                 .map(|chain| chain.iter().map(|c| c.to_vec()).collect())
                 .unwrap_or_default(),
+            resumed: self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         })
     }
 }
