@@ -461,11 +461,11 @@ fn caller_config_and_der_roots() {
     let mut roots = sockloop::rustls::RootCertStore::empty();
     let ca = rustls::pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap();
     roots.add(ca.clone()).unwrap();
-    let config = sockloop::rustls::ClientConfig::builder_with_protocol_versions(&[
-        &sockloop::rustls::version::TLS12,
-    ])
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = sockloop::rustls::ClientConfig::builder_with_provider(util::tls::provider())
+        .with_protocol_versions(&[&sockloop::rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     for (options, version) in [
         (
             TlsClientOptions::new().config(std::sync::Arc::new(config)),

@@ -74,14 +74,17 @@ impl ProtectionLevel {
     }
 }
 
-/// The crypto provider: ring.
+/// The crypto provider: ring, or aws-lc-rs with the `aws-lc-rs` feature.
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    // Deprecated only to point at aws-lc-rs for post-quantum key exchange, which is a
-    // C build; an optional feature for it is future work.
+    #[cfg(feature = "aws-lc-rs")]
+    let make = || Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // Deprecated only to point at aws-lc-rs for post-quantum key exchange, which is
+    // the `aws-lc-rs` feature.
+    #[cfg(not(feature = "aws-lc-rs"))]
     #[allow(deprecated)]
-    let ring = || Arc::new(rustls::crypto::ring::default_provider());
-    PROVIDER.get_or_init(ring).clone()
+    let make = || Arc::new(rustls::crypto::ring::default_provider());
+    PROVIDER.get_or_init(make).clone()
 }
 
 /// Mozilla's roots, compiled in (webpki-roots), made into a store once.

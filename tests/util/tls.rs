@@ -87,7 +87,9 @@ impl Pki {
         let chain = vec![CertificateDer::from(self.leaf_der.clone())];
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
         Arc::new(
-            rustls::ServerConfig::builder()
+            rustls::ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
                 .with_no_client_auth()
                 .with_single_cert(chain, key)
                 .unwrap(),
@@ -116,4 +118,15 @@ pub struct Seen {
 
 pub fn status(result: &Result<(), sockloop::Error>) -> Result<(), SocketErrorStatus> {
     result.as_ref().map(|_| ()).map_err(|e| e.status())
+}
+
+/// The crypto provider the library uses (ring, or aws-lc-rs with its feature), for
+/// configurations made here with rustls directly.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "aws-lc-rs"))]
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
 }
