@@ -8,10 +8,15 @@
 //! - [`set_nonblocking`]: `O_NONBLOCK` on foreign descriptors (stdin, pipes).
 //! - [`timerfd_monotonic`], [`timerfd_arm_at`]: a timer descriptor that wakes the poller
 //!   at an exact `Instant`, for deadlines finer than epoll's millisecond timeout.
+//! - [`recv_msg`], [`send_msg`]: one datagram in or out with `recvmsg` / `sendmsg`,
+//!   with the truncation flag and the local address (`IP_PKTINFO`, `IPV6_PKTINFO`);
+//!   [`enable_packet_info`], [`set_multicast_if_v4_index`] and [`set_int_option`] for
+//!   the options that go with them.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::mem;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -233,6 +238,272 @@ pub(crate) fn timerfd_arm_at(fd: BorrowedFd<'_>, deadline: Instant) -> io::Resul
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// One datagram read by [`recv_msg`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Received {
+    /// Bytes written to the buffer.
+    pub(crate) len: usize,
+    /// The datagram was longer than the buffer (`MSG_TRUNC`): its end was discarded.
+    pub(crate) truncated: bool,
+    /// The sender.
+    pub(crate) source: SocketAddr,
+    /// The address the datagram was sent to (`IP_PKTINFO` / `IPV6_PKTINFO`), if the
+    /// socket asked for it.
+    pub(crate) destination: Option<IpAddr>,
+}
+
+/// Room for one `IP_PKTINFO` or `IPV6_PKTINFO` control message (and some to spare),
+/// aligned for `cmsghdr`.
+#[repr(C, align(8))]
+struct ControlBuf([u8; 128]);
+
+/// Sets an integer socket option.
+pub(crate) fn set_int_option(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a live c_int and its exact size is passed; the fd is
+    // borrowed for the call only.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Asks for the destination address of each datagram (`IP_PKTINFO`, and
+/// `IPV6_RECVPKTINFO` on IPv6 sockets, which may also receive IPv4 datagrams).
+pub(crate) fn enable_packet_info(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        // IPv4 datagrams reaching a dual-stack socket; refused on an IPv6-only one.
+        let _ = set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+        Ok(())
+    } else {
+        set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    }
+}
+
+/// Sends IPv4 multicast through the interface with index `index` (`IP_MULTICAST_IF`
+/// with an `ip_mreqn`, which socket2 offers only by address).
+pub(crate) fn set_multicast_if_v4_index(socket: &impl AsRawFd, index: u32) -> io::Result<()> {
+    let mreqn = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: index as libc::c_int,
+    };
+    // SAFETY: `mreqn` is a live ip_mreqn and its exact size is passed; the fd is
+    // borrowed for the call only.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            (&mreqn as *const libc::ip_mreqn).cast(),
+            mem::size_of::<libc::ip_mreqn>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads one datagram into `buf` with `recvmsg`: its length, whether it was cut to
+/// fit, its sender and (with [`enable_packet_info`]) the address it was sent to.
+pub(crate) fn recv_msg(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
+    // SAFETY: sockaddr_storage is plain integers; all-zero is a valid value.
+    let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut control = ControlBuf([0; 128]);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain integers and pointers; all-zero (null, 0) is valid.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len() as _;
+    // SAFETY: every pointer in `msg` points to a live buffer of the length given next
+    // to it (the name, one iovec over `buf`, the control buffer), all outliving the
+    // call; the kernel writes within those lengths only.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let source = sockaddr_to_std(&name, msg.msg_namelen).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "datagram from an unknown family",
+        )
+    })?;
+    Ok(Received {
+        len: n as usize,
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+        source,
+        destination: packet_info(&msg),
+    })
+}
+
+/// The destination address in the control messages `recvmsg` filled in.
+fn packet_info(msg: &libc::msghdr) -> Option<IpAddr> {
+    let mut found = None;
+    // SAFETY: `msg` was filled in by a successful recvmsg: msg_control and
+    // msg_controllen describe the control bytes the kernel wrote, which is all the
+    // CMSG_* macros read. The payloads are read unaligned, by value, and only when
+    // their level, type and length say they are of the type read.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            let header = cmsg.read_unaligned();
+            let data = libc::CMSG_DATA(cmsg);
+            let len = header.cmsg_len as usize;
+            match (header.cmsg_level, header.cmsg_type) {
+                (libc::IPPROTO_IP, libc::IP_PKTINFO)
+                    if len
+                        >= libc::CMSG_LEN(mem::size_of::<libc::in_pktinfo>() as u32) as usize =>
+                {
+                    let info = data.cast::<libc::in_pktinfo>().read_unaligned();
+                    let addr = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                    found = Some(IpAddr::V4(addr));
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+                    if len
+                        >= libc::CMSG_LEN(mem::size_of::<libc::in6_pktinfo>() as u32) as usize =>
+                {
+                    let info = data.cast::<libc::in6_pktinfo>().read_unaligned();
+                    found = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                }
+                _ => {}
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    found
+}
+
+/// A `sockaddr_storage` the kernel filled in, as a std address.
+fn sockaddr_to_std(name: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match libc::c_int::from(name.ss_family) {
+        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family and length say the storage holds a sockaddr_in; the
+            // storage is larger and suitably aligned for it.
+            let sin =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for a sockaddr_in6.
+            let sin6 =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Sends one datagram with `sendmsg`: to `to` (`None` on a connected socket), from
+/// the local address `from` when given (an `IP_PKTINFO` / `IPV6_PKTINFO` control
+/// message: the reply of a wildcard-bound server leaves from the address the request
+/// came to).
+pub(crate) fn send_msg(
+    socket: &impl AsRawFd,
+    data: &[u8],
+    to: Option<SocketAddr>,
+    from: Option<IpAddr>,
+) -> io::Result<usize> {
+    let to = to.map(socket2::SockAddr::from);
+    let mut control = ControlBuf([0; 128]);
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain integers and pointers; all-zero (null, 0) is valid.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    if let Some(to) = &to {
+        msg.msg_name = to.as_ptr().cast_mut().cast();
+        msg.msg_namelen = to.len();
+    }
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(from) = from {
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control.0.len() as _;
+        // SAFETY: msg_control points to the 128-byte, 8-aligned control buffer and
+        // msg_controllen says so; CMSG_SPACE of either pktinfo is well under 128, so
+        // the header and payload written through CMSG_FIRSTHDR / CMSG_DATA stay in it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            let space = match from {
+                IpAddr::V4(ip) => {
+                    let size = mem::size_of::<libc::in_pktinfo>() as u32;
+                    (*cmsg).cmsg_level = libc::IPPROTO_IP;
+                    (*cmsg).cmsg_type = libc::IP_PKTINFO;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+                    let info = libc::in_pktinfo {
+                        ipi_ifindex: 0,
+                        ipi_spec_dst: libc::in_addr {
+                            s_addr: u32::from(ip).to_be(),
+                        },
+                        ipi_addr: libc::in_addr { s_addr: 0 },
+                    };
+                    libc::CMSG_DATA(cmsg)
+                        .cast::<libc::in_pktinfo>()
+                        .write_unaligned(info);
+                    libc::CMSG_SPACE(size)
+                }
+                IpAddr::V6(ip) => {
+                    let size = mem::size_of::<libc::in6_pktinfo>() as u32;
+                    (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+                    (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+                    let info = libc::in6_pktinfo {
+                        ipi6_addr: libc::in6_addr {
+                            s6_addr: ip.octets(),
+                        },
+                        ipi6_ifindex: 0,
+                    };
+                    libc::CMSG_DATA(cmsg)
+                        .cast::<libc::in6_pktinfo>()
+                        .write_unaligned(info);
+                    libc::CMSG_SPACE(size)
+                }
+            };
+            msg.msg_controllen = space as _;
+        }
+    }
+    // SAFETY: every pointer in `msg` points to a live buffer of the length given next
+    // to it (the destination address, one iovec over `data`, the control bytes), all
+    // outliving the call; the kernel only reads them.
+    let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 #[cfg(test)]

@@ -1,0 +1,404 @@
+//! Datagrams out (the queue, the flush after a handler, errors reported later) and in
+//! (to `WouldBlock` within a per-turn budget, through the reactor's scratch buffer),
+//! and the datagram socket's side of the reactor's seam.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use super::{stale, DatagramEvent, DatagramSocket, Message, Phase};
+use crate::error::{Error, SocketErrorStatus};
+use crate::io::sys;
+use crate::net::listener::canonical;
+use crate::reactor::{panicked, Key, Kind, Reactor, Source};
+
+/// The largest UDP payload over IPv4: 65,535 bytes less the IPv4 and UDP headers.
+const MAX_PAYLOAD_V4: usize = 65_535 - 20 - 8;
+/// The largest UDP payload over IPv6 without jumbograms.
+const MAX_PAYLOAD_V6: usize = 65_535 - 8;
+
+/// What one datagram counts against the read budget besides its bytes: the cost of
+/// the system call and the handler call, so that a flood of empty datagrams ends a
+/// turn too.
+const PER_DATAGRAM: usize = 256;
+
+/// Errors kept for reporting at most, per socket, until the handler has seen them;
+/// later ones are logged.
+const MAX_ERRORS: usize = 64;
+
+impl DatagramSocket {
+    /// Sends `data` as one datagram to `to`. Inside a handler, datagrams sent during
+    /// the call leave, in order, when it returns; outside one, at once. When the
+    /// kernel's send buffer is full, they wait in the socket's queue, bounded by the
+    /// reactor's watermarks (see [`Builder::watermarks`](crate::Builder::watermarks)).
+    /// The kernel's refusal of a queued datagram (an unreachable network, say) is
+    /// reported to the handler as [`DatagramEvent::Error`] with the destination.
+    ///
+    /// # Errors
+    ///
+    /// - `MessageTooLong` if `data` cannot be one UDP datagram (over 65,507 bytes to
+    ///   IPv4, 65,527 to IPv6);
+    /// - `NoBufferSpaceAvailable` if the queue is at its limit: nothing is queued, and
+    ///   [`DatagramEvent::Drained`] comes once it has room;
+    /// - `InvalidHandle` if closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{DatagramSocket, Reactor};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// let socket = DatagramSocket::bind(&mut reactor, "127.0.0.1", 0, |_, _, _, _| {})?;
+    /// let to = socket.information(&reactor)?.local_address.unwrap();
+    /// socket.send_to(&mut reactor, to, b"to myself")?;
+    /// let err = socket.send_to(&mut reactor, to, &vec![0; 65_536]).unwrap_err();
+    /// assert_eq!(err.status(), sockloop::SocketErrorStatus::MessageTooLong);
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn send_to<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        to: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        reactor.datagram_send(self.0, Some(to), None, data, "send to")
+    }
+
+    /// [`send_to`](Self::send_to) from the local address `from`: the way a server
+    /// bound to a wildcard answers from the address a request came to
+    /// ([`Message::local`]), so that the client sees the reply come from where it sent.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_to`](Self::send_to). A `from` that is not local is refused by the
+    /// kernel and reported as [`DatagramEvent::Error`] (`CannotAssignRequestedAddress`
+    /// or `InvalidArgument`).
+    pub fn send_to_from<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        to: SocketAddr,
+        from: IpAddr,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        reactor.datagram_send(self.0, Some(to), Some(from), data, "send to")
+    }
+
+    /// Sends `data` as one datagram to the peer of a connected socket (made with
+    /// [`connect`](Self::connect)), as [`send_to`](Self::send_to) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_to`](Self::send_to); `InvalidState` if the socket is not connected.
+    pub fn send<S: 'static>(self, reactor: &mut Reactor<S>, data: &[u8]) -> Result<(), Error> {
+        reactor.datagram_send(self.0, None, None, data, "send")
+    }
+
+    /// Sends what is queued now, even inside a handler.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if closed.
+    pub fn flush<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
+        reactor.datagram_mut(self.0, "flush")?;
+        reactor.flush_datagram(self.0);
+        Ok(())
+    }
+}
+
+/// Errors the kernel reports for an earlier datagram (ICMP answers, kept on the
+/// socket until the next call): they fail a call without saying anything about it.
+fn is_deferred_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENETDOWN
+                | libc::EPROTO
+                | libc::EMSGSIZE
+        )
+    )
+}
+
+impl<S: 'static> Reactor<S> {
+    fn datagram_send(
+        &mut self,
+        key: Key,
+        to: Option<SocketAddr>,
+        from: Option<IpAddr>,
+        data: &[u8],
+        operation: &'static str,
+    ) -> Result<(), Error> {
+        let (limit, high) = (self.config.write_limit, self.config.high_watermark);
+        let Some((Source::Datagram(st), _, mut queue)) = self.source_for_write(key) else {
+            return Err(stale(operation));
+        };
+        if st.phase == Phase::Closed {
+            return Err(stale(operation));
+        }
+        let v6_path = match (to, st.remote) {
+            (Some(to), _) => to.is_ipv6() && !to.ip().to_canonical().is_ipv4(),
+            (None, Some(remote)) => remote.is_ipv6(),
+            (None, None) if st.phase == Phase::Resolving => false,
+            (None, None) => {
+                return Err(Error::new(SocketErrorStatus::InvalidState, operation)
+                    .with_detail("the socket is not connected; use send_to"))
+            }
+        };
+        let max = if v6_path {
+            MAX_PAYLOAD_V6
+        } else {
+            MAX_PAYLOAD_V4
+        };
+        if data.len() > max {
+            let err =
+                Error::new(SocketErrorStatus::MessageTooLong, operation).with_detail(format!(
+                    "{} bytes; one UDP datagram over IPv{} carries at most {max}",
+                    data.len(),
+                    if v6_path { 6 } else { 4 }
+                ));
+            return Err(match to {
+                Some(to) => err.with_address(to),
+                None => err,
+            });
+        }
+        let queued = st.out.len();
+        if queued.saturating_add(data.len()) > limit {
+            st.over_high = true;
+            return Err(Error::refused(operation, queued, data.len(), limit));
+        }
+        // An IPv6 socket sends to IPv4 peers through their mapped address.
+        let to = to.map(|a| match a {
+            SocketAddr::V4(v4) if st.ipv6 => {
+                SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+            }
+            other => other,
+        });
+        st.out.push(data, to, from);
+        if st.out.len() > high {
+            st.over_high = true;
+        }
+        if !queue.defer(key, &mut st.dirty) {
+            self.flush_datagram(key);
+        }
+        Ok(())
+    }
+
+    /// Sends queued datagrams until the kernel's buffer is full. Errors and `Drained`
+    /// are reported once no handler runs.
+    pub(crate) fn flush_datagram(&mut self, key: Key) {
+        let low = self.config.low_watermark;
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        st.dirty = false;
+        let Some(io) = st.io.as_ref() else {
+            return; // still resolving
+        };
+        let mut report = false;
+        while let Some((item, data)) = st.out.front() {
+            match sys::send_msg(io, data, item.to, item.from) {
+                Ok(_) => st.out.pop(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    report = true;
+                    let deferred = is_deferred_error(&e) && !item.retried;
+                    let address = if deferred {
+                        st.remote
+                    } else {
+                        item.to.or(st.remote)
+                    };
+                    let mut err = Error::from_io("send", e);
+                    if let Some(address) = address {
+                        err = err.with_address(canonical(address));
+                    }
+                    if deferred {
+                        // Most likely an earlier datagram's error, now taken off the
+                        // socket: this one is tried again, once.
+                        if let Some(item) = st.out.front_mut() {
+                            item.retried = true;
+                        }
+                    } else {
+                        st.out.pop();
+                    }
+                    if st.errors.len() < MAX_ERRORS {
+                        st.errors.push(err);
+                    } else {
+                        log::debug!("datagram socket {key:?}: {err} (not reported: too many)");
+                    }
+                }
+            }
+        }
+        if st.over_high && st.out.len() <= low {
+            st.over_high = false;
+            st.drained_due = true;
+            report = true;
+        }
+        if report && !st.report_queued {
+            st.report_queued = true;
+            self.drained_later(key);
+        }
+    }
+
+    /// Reports the errors of queued datagrams, then `Drained` if due.
+    fn datagram_report(&mut self, state: &mut S, key: Key) {
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        st.report_queued = false;
+        let errors = std::mem::take(&mut st.errors);
+        for err in errors {
+            if !self.call_datagram(state, key, DatagramEvent::Error(err)) {
+                return;
+            }
+        }
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        if st.drained_due && !st.over_high {
+            st.drained_due = false;
+            self.call_datagram(state, key, DatagramEvent::Drained);
+        }
+    }
+
+    /// Reads datagrams until `WouldBlock` or the budget, each delivered from the
+    /// reactor's scratch buffer.
+    fn datagram_read(&mut self, state: &mut S, key: Key) {
+        let budget = self.config.read_budget;
+        let mut used = 0usize;
+        loop {
+            let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+                return;
+            };
+            let (Phase::Open, Some(io), Some(local)) = (st.phase, st.io.as_ref(), st.local) else {
+                return;
+            };
+            if used >= budget {
+                if !st.queued_ready {
+                    st.queued_ready = true;
+                    self.serve_next_turn(key);
+                }
+                return;
+            }
+            match sys::recv_msg(io, &mut self.scratch) {
+                Ok(rx) => {
+                    used = used.saturating_add(rx.len + PER_DATAGRAM);
+                    let local = SocketAddr::new(
+                        rx.destination.map_or(local.ip(), |ip| ip.to_canonical()),
+                        local.port(),
+                    );
+                    // Out of the reactor for the call, so that the handler can have
+                    // the reactor and the bytes at once.
+                    let scratch = std::mem::take(&mut self.scratch);
+                    let message = Message {
+                        remote: canonical(rx.source),
+                        local,
+                        data: &scratch[..rx.len],
+                        truncated: rx.truncated,
+                    };
+                    self.call_datagram(state, key, DatagramEvent::MessageReceived(message));
+                    self.scratch = scratch;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_deferred_error(&e) => {
+                    used = used.saturating_add(PER_DATAGRAM);
+                    let remote = st.remote;
+                    let mut err = Error::from_io("receive", e);
+                    if let Some(remote) = remote {
+                        err = err.with_address(remote);
+                    }
+                    self.call_datagram(state, key, DatagramEvent::Error(err));
+                }
+                Err(e) => {
+                    let err = Error::from_io("receive", e).with_address(local);
+                    st.phase = Phase::Closed;
+                    self.finish_later(key, Err(err));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Calls the socket's handler (taken out of its slot for the call and put back
+    /// after). Returns whether the socket is still open.
+    fn call_datagram(&mut self, state: &mut S, key: Key, event: DatagramEvent<'_>) -> bool {
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return false;
+        };
+        let Some(mut handler) = st.handler.take() else {
+            return false;
+        };
+        let returned = self
+            .in_handler(|r| handler(r, state, DatagramSocket(key), event))
+            .is_some();
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return false;
+        };
+        st.handler.get_or_insert(handler);
+        if returned {
+            return st.phase != Phase::Closed;
+        }
+        if st.phase != Phase::Closed {
+            // The same handler gets the one `Closed` event; nothing else of this
+            // socket is delivered or sent.
+            st.phase = Phase::Closed;
+            st.out.clear();
+            self.finish_later(key, Err(panicked("datagram handler")));
+        }
+        false
+    }
+
+    fn finish_datagram(&mut self, state: &mut S, key: Key, result: Result<(), Error>) {
+        let Some(Source::Datagram(mut st)) = self.remove_source(key) else {
+            return;
+        };
+        if let Some(io) = st.io.as_mut() {
+            let _ = self.poll.registry().deregister(io);
+        }
+        log::debug!("datagram socket {key:?} closed: {result:?}");
+        if let Some(mut handler) = st.handler.take() {
+            self.in_handler(|r| {
+                handler(r, state, DatagramSocket(key), DatagramEvent::Closed(result))
+            });
+        }
+    }
+}
+
+/// Datagram sockets, as the loop sees them.
+pub(crate) struct DatagramKind;
+
+impl<S: 'static> Kind<S> for DatagramKind {
+    fn ready(r: &mut Reactor<S>, state: &mut S, key: Key, event: &mio::event::Event) {
+        if event.is_writable() || event.is_error() {
+            r.flush_datagram(key);
+        }
+        // A socket queued to be served this turn (over its budget last turn) is read
+        // from the queue only, so that it does not read twice its budget in a turn.
+        let queued = matches!(r.sources.get(key), Some(Source::Datagram(st)) if st.queued_ready);
+        if !queued && (event.is_readable() || event.is_error()) {
+            r.datagram_read(state, key);
+        }
+    }
+
+    fn serve(r: &mut Reactor<S>, state: &mut S, key: Key) {
+        if let Some(Source::Datagram(st)) = r.sources.get_mut(key) {
+            st.queued_ready = false;
+        }
+        r.datagram_read(state, key);
+    }
+
+    fn flush(r: &mut Reactor<S>, key: Key) {
+        r.flush_datagram(key);
+    }
+
+    fn drained(r: &mut Reactor<S>, state: &mut S, key: Key) {
+        r.datagram_report(state, key);
+    }
+
+    fn finish(r: &mut Reactor<S>, state: &mut S, key: Key, result: Result<(), Error>) {
+        r.finish_datagram(state, key, result);
+    }
+}
