@@ -495,3 +495,90 @@ fn handler_panic_closes_only_that_socket() {
     assert_eq!(seen.closed.len(), 1);
     assert_eq!(r.stats().handler_panics, 1);
 }
+
+/// Datagrams sent in one handler call leave together (`sendmmsg`, batches of 32),
+/// each to its own destination and from its own local address, in order.
+#[test]
+fn a_burst_from_one_handler_call_arrives_in_order_at_each_destination() {
+    const BURST: u32 = 100;
+    #[derive(Default)]
+    struct Fan {
+        to: Vec<SocketAddr>,
+        got: Vec<Vec<(u32, SocketAddr)>>,
+    }
+    let mut r = Reactor::<Fan>::new().unwrap();
+    let roomy = DatagramSocketControl::new().inbound_buffer_size(Some(1 << 20));
+    let mut fan = Fan::default();
+    let mut receivers = Vec::new();
+    for which in 0..2usize {
+        let socket = DatagramSocket::bind_with(
+            &mut r,
+            "0.0.0.0",
+            0,
+            &roomy,
+            move |_, fan: &mut Fan, _, event| {
+                if let DatagramEvent::MessageReceived(m) = event {
+                    let seq = u32::from_be_bytes(m.data.try_into().unwrap());
+                    fan.got[which].push((seq, m.remote));
+                }
+            },
+        )
+        .unwrap();
+        let port = socket
+            .information(&r)
+            .unwrap()
+            .local_address
+            .unwrap()
+            .port();
+        fan.to
+            .push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+        fan.got.push(Vec::new());
+        receivers.push(socket);
+    }
+    let sender = DatagramSocket::bind(&mut r, "0.0.0.0", 0, |r, fan: &mut Fan, socket, event| {
+        if let DatagramEvent::MessageReceived(m) = event {
+            if m.data == b"go" {
+                for seq in 0..BURST {
+                    let to = fan.to[seq as usize % 2];
+                    if seq % 3 == 0 {
+                        let from = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+                        socket
+                            .send_to_from(r, to, from, &seq.to_be_bytes())
+                            .unwrap();
+                    } else {
+                        socket.send_to(r, to, &seq.to_be_bytes()).unwrap();
+                    }
+                }
+                let queued = socket.information(r).unwrap().queued_datagrams;
+                assert_eq!(queued, BURST as usize, "held until the handler returns");
+            }
+        }
+    })
+    .unwrap();
+    let sender_port = sender
+        .information(&r)
+        .unwrap()
+        .local_address
+        .unwrap()
+        .port();
+    let go = std_peer("127.0.0.1:0");
+    go.send_to(b"go", ("127.0.0.1", sender_port)).unwrap();
+    run_until(&mut r, &mut fan, LIMIT, |f| {
+        f.got.iter().map(Vec::len).sum::<usize>() == BURST as usize
+    });
+    for (which, got) in fan.got.iter().enumerate() {
+        let expected: Vec<u32> = (0..BURST).filter(|s| *s as usize % 2 == which).collect();
+        let seqs: Vec<u32> = got.iter().map(|g| g.0).collect();
+        assert_eq!(seqs, expected, "receiver {which}");
+        for (seq, from) in got {
+            let ip = if seq % 3 == 0 {
+                [127, 0, 0, 3]
+            } else {
+                [127, 0, 0, 1]
+            };
+            assert_eq!(from.ip(), IpAddr::V4(Ipv4Addr::from(ip)), "datagram {seq}");
+            assert_eq!(from.port(), sender_port);
+        }
+    }
+    assert_eq!(sender.information(&r).unwrap().queued_datagrams, 0);
+}

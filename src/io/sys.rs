@@ -8,8 +8,9 @@
 //! - [`set_nonblocking`]: `O_NONBLOCK` on foreign descriptors (stdin, pipes).
 //! - [`timerfd_monotonic`], [`timerfd_arm_at`]: a timer descriptor that wakes the poller
 //!   at an exact `Instant`, for deadlines finer than epoll's millisecond timeout.
-//! - [`recv_msg`], [`send_msg`]: one datagram in or out with `recvmsg` / `sendmsg`,
-//!   with the truncation flag and the local address (`IP_PKTINFO`, `IPV6_PKTINFO`);
+//! - [`recv_msg`], [`send_msg`], [`send_mmsg`]: datagrams in or out with `recvmsg`,
+//!   `sendmsg` and `sendmmsg`, with the truncation flag and the local address
+//!   (`IP_PKTINFO`, `IPV6_PKTINFO`);
 //!   [`enable_packet_info`], [`set_multicast_if_v4_index`] and [`set_int_option`] for
 //!   the options that go with them.
 #![allow(unsafe_code)]
@@ -426,33 +427,53 @@ fn sockaddr_to_std(name: &libc::sockaddr_storage, len: libc::socklen_t) -> Optio
     }
 }
 
-/// Sends one datagram with `sendmsg`: to `to` (`None` on a connected socket), from
-/// the local address `from` when given (an `IP_PKTINFO` / `IPV6_PKTINFO` control
-/// message: the reply of a wildcard-bound server leaves from the address the request
-/// came to).
-pub(crate) fn send_msg(
-    socket: &impl AsRawFd,
-    data: &[u8],
-    to: Option<SocketAddr>,
-    from: Option<IpAddr>,
-) -> io::Result<usize> {
-    let to = to.map(socket2::SockAddr::from);
-    let mut control = ControlBuf([0; 128]);
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr().cast_mut().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: msghdr is plain integers and pointers; all-zero (null, 0) is valid.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    if let Some(to) = &to {
-        msg.msg_name = to.as_ptr().cast_mut().cast();
-        msg.msg_namelen = to.len();
+/// One datagram to send: its bytes, where to (`None` on a connected socket), and from
+/// which local address (`None`: the kernel's choice).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) to: Option<SocketAddr>,
+    pub(crate) from: Option<IpAddr>,
+}
+
+/// The most datagrams [`send_mmsg`] passes in one call.
+pub(crate) const SEND_BATCH: usize = 32;
+
+/// The buffers one `msghdr` of an outgoing datagram points into.
+struct MsgParts {
+    name: Option<socket2::SockAddr>,
+    iov: libc::iovec,
+    control: ControlBuf,
+}
+
+impl MsgParts {
+    fn new(out: &Outgoing<'_>) -> MsgParts {
+        MsgParts {
+            name: out.to.map(socket2::SockAddr::from),
+            iov: libc::iovec {
+                iov_base: out.data.as_ptr().cast_mut().cast(),
+                iov_len: out.data.len(),
+            },
+            control: ControlBuf([0; 128]),
+        }
     }
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if let Some(from) = from {
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = control.0.len() as _;
+
+    /// A `msghdr` over these parts, with a `IP_PKTINFO` / `IPV6_PKTINFO` control
+    /// message for `from`. The parts must stay where they are while it is used.
+    fn msghdr(&mut self, from: Option<IpAddr>) -> libc::msghdr {
+        // SAFETY: msghdr is plain integers and pointers; all-zero (null, 0) is valid.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        if let Some(name) = &self.name {
+            msg.msg_name = name.as_ptr().cast_mut().cast();
+            msg.msg_namelen = name.len();
+        }
+        msg.msg_iov = &mut self.iov;
+        msg.msg_iovlen = 1;
+        let Some(from) = from else {
+            return msg;
+        };
+        msg.msg_control = self.control.0.as_mut_ptr().cast();
+        msg.msg_controllen = self.control.0.len() as _;
         // SAFETY: msg_control points to the 128-byte, 8-aligned control buffer and
         // msg_controllen says so; CMSG_SPACE of either pktinfo is well under 128, so
         // the header and payload written through CMSG_FIRSTHDR / CMSG_DATA stay in it.
@@ -495,11 +516,54 @@ pub(crate) fn send_msg(
             };
             msg.msg_controllen = space as _;
         }
+        msg
     }
-    // SAFETY: every pointer in `msg` points to a live buffer of the length given next
-    // to it (the destination address, one iovec over `data`, the control bytes), all
-    // outliving the call; the kernel only reads them.
+}
+
+/// Sends one datagram with `sendmsg`: to `to` (`None` on a connected socket), from
+/// the local address `from` when given (an `IP_PKTINFO` / `IPV6_PKTINFO` control
+/// message: the reply of a wildcard-bound server leaves from the address the request
+/// came to).
+pub(crate) fn send_msg(socket: &impl AsRawFd, out: &Outgoing<'_>) -> io::Result<usize> {
+    let mut parts = MsgParts::new(out);
+    let msg = parts.msghdr(out.from);
+    // SAFETY: every pointer in `msg` points into `parts` or `out.data` (the
+    // destination address, one iovec, the control bytes), with the lengths given next
+    // to them, all outliving the call; the kernel only reads them.
     let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Sends up to [`SEND_BATCH`] datagrams with one `sendmmsg`, each as [`send_msg`]
+/// would. Returns how many the kernel took, from the first on; an error means the
+/// first was not sent (the error of a later one comes back with the next call).
+pub(crate) fn send_mmsg(socket: &impl AsRawFd, batch: &[Outgoing<'_>]) -> io::Result<usize> {
+    let batch = &batch[..batch.len().min(SEND_BATCH)];
+    let mut parts: [Option<MsgParts>; SEND_BATCH] = std::array::from_fn(|_| None);
+    for (slot, out) in parts.iter_mut().zip(batch) {
+        *slot = Some(MsgParts::new(out));
+    }
+    // SAFETY: mmsghdr is a msghdr and an integer; all-zero (null, 0) is valid.
+    let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { mem::zeroed() };
+    for ((msg, part), out) in msgs.iter_mut().zip(parts.iter_mut()).zip(batch) {
+        if let Some(part) = part {
+            msg.msg_hdr = part.msghdr(out.from);
+        }
+    }
+    // SAFETY: the first `batch.len()` headers point into `parts` and the batch's data
+    // (addresses, iovecs, control bytes), which stay in place and alive for the call;
+    // the kernel reads those and writes only each header's `msg_len`.
+    let n = unsafe {
+        libc::sendmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            batch.len() as _,
+            libc::MSG_NOSIGNAL,
+        )
+    };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }

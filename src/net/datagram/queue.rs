@@ -61,6 +61,14 @@ impl SendQueue {
         Some((item, &self.bytes[item.start..item.start + item.len]))
     }
 
+    /// The oldest datagrams, at most `n`, in order.
+    pub(crate) fn first(&self, n: usize) -> impl Iterator<Item = (Queued, &[u8])> {
+        self.items
+            .iter()
+            .take(n)
+            .map(|item| (*item, &self.bytes[item.start..item.start + item.len]))
+    }
+
     pub(crate) fn front_mut(&mut self) -> Option<&mut Queued> {
         self.items.front_mut()
     }

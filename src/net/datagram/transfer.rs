@@ -25,6 +25,13 @@ const PER_DATAGRAM: usize = 256;
 /// later ones are logged.
 const MAX_ERRORS: usize = 64;
 
+/// A free slot of a send batch.
+const EMPTY: sys::Outgoing<'static> = sys::Outgoing {
+    data: &[],
+    to: None,
+    from: None,
+};
+
 impl DatagramSocket {
     /// Sends `data` as one datagram to `to`. Inside a handler, datagrams sent during
     /// the call leave, in order, when it returns; outside one, at once. When the
@@ -185,8 +192,9 @@ impl<S: 'static> Reactor<S> {
         Ok(())
     }
 
-    /// Sends queued datagrams until the kernel's buffer is full. Errors and `Drained`
-    /// are reported once no handler runs.
+    /// Sends queued datagrams until the kernel's buffer is full, up to
+    /// [`sys::SEND_BATCH`] per `sendmmsg`. Errors and `Drained` are reported once no
+    /// handler runs.
     pub(crate) fn flush_datagram(&mut self, key: Key) {
         let low = self.config.low_watermark;
         let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
@@ -197,9 +205,29 @@ impl<S: 'static> Reactor<S> {
             return; // still resolving
         };
         let mut report = false;
-        while let Some((item, data)) = st.out.front() {
-            match sys::send_msg(io, data, item.to, item.from) {
-                Ok(_) => st.out.pop(),
+        while let Some((item, _)) = st.out.front() {
+            // Up to SEND_BATCH datagrams in one sendmmsg; one alone with sendmsg.
+            let mut batch = [EMPTY; sys::SEND_BATCH];
+            let mut n = 0;
+            for ((queued, data), slot) in st.out.first(sys::SEND_BATCH).zip(&mut batch) {
+                *slot = sys::Outgoing {
+                    data,
+                    to: queued.to,
+                    from: queued.from,
+                };
+                n += 1;
+            }
+            let sent = if n == 1 {
+                sys::send_msg(io, &batch[0]).map(|_| 1)
+            } else {
+                sys::send_mmsg(io, &batch[..n])
+            };
+            match sent {
+                Ok(sent) => {
+                    for _ in 0..sent {
+                        st.out.pop();
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
