@@ -185,7 +185,7 @@ fn datagram_longer_than_the_read_buffer_is_flagged_truncated() {
 }
 
 #[test]
-fn oversized_send_is_message_too_long_and_the_largest_goes_through() {
+fn oversized_or_wrong_family_send_is_refused_and_the_largest_goes_through() {
     let mut r = Reactor::<Seen>::new().unwrap();
     let socket = DatagramSocket::bind(&mut r, "127.0.0.1", 0, record as Handler).unwrap();
     let to = local(&r, socket);
@@ -197,6 +197,9 @@ fn oversized_send_is_message_too_long_and_the_largest_goes_through() {
             "{size}: {err}"
         );
     }
+    let v6: SocketAddr = "[::1]:9".parse().unwrap();
+    let err = socket.send_to(&mut r, v6, b"x").unwrap_err();
+    assert_eq!(err.status(), SocketErrorStatus::AddressFamilyNotSupported);
     socket.send_to(&mut r, to, &vec![2; 65_507]).unwrap();
     let mut seen = Seen::default();
     run_until(&mut r, &mut seen, LIMIT, |s| !s.messages.is_empty());

@@ -46,6 +46,7 @@ impl DatagramSocket {
     ///   IPv4, 65,527 to IPv6);
     /// - `NoBufferSpaceAvailable` if the queue is at its limit: nothing is queued, and
     ///   [`DatagramEvent::Drained`] comes once it has room;
+    /// - `AddressFamilyNotSupported` for an IPv6 destination on an IPv4 socket;
     /// - `InvalidHandle` if closed.
     ///
     /// # Examples
@@ -175,13 +176,22 @@ impl<S: 'static> Reactor<S> {
             st.over_high = true;
             return Err(Error::refused(operation, queued, data.len(), limit));
         }
-        // An IPv6 socket sends to IPv4 peers through their mapped address.
-        let to = to.map(|a| match a {
-            SocketAddr::V4(v4) if st.ipv6 => {
-                SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+        // An IPv6 socket sends to IPv4 peers through their mapped address; an IPv4
+        // socket takes mapped addresses as the IPv4 ones they are.
+        let to = match to.map(|a| (st.ipv6, canonical(a))) {
+            Some((true, SocketAddr::V4(v4))) => Some(SocketAddr::new(
+                IpAddr::V6(v4.ip().to_ipv6_mapped()),
+                v4.port(),
+            )),
+            Some((false, v6 @ SocketAddr::V6(_))) => {
+                return Err(
+                    Error::new(SocketErrorStatus::AddressFamilyNotSupported, operation)
+                        .with_address(v6)
+                        .with_detail("an IPv4 socket cannot send to an IPv6 address"),
+                );
             }
-            other => other,
-        });
+            other => other.map(|(_, a)| a),
+        };
         st.out.push(data, to, from);
         if st.out.len() > high {
             st.over_high = true;
