@@ -585,3 +585,48 @@ fn a_burst_from_one_handler_call_arrives_in_order_at_each_destination() {
     }
     assert_eq!(sender.information(&r).unwrap().queued_datagrams, 0);
 }
+
+/// A datagram the kernel refuses in the flush after the handler (here: a source
+/// address that is not ours) is reported with its destination; the datagrams around it
+/// in the same batch leave, in order.
+#[test]
+fn a_refused_datagram_in_a_batch_is_reported_and_the_others_leave() {
+    let mut r = Reactor::<Seen>::new().unwrap();
+    let sink = DatagramSocket::bind(&mut r, "127.0.0.1", 0, record as Handler).unwrap();
+    let to = local(&r, sink);
+    let sender = DatagramSocket::bind(
+        &mut r,
+        "127.0.0.1",
+        0,
+        |r, seen: &mut Seen, socket, event| {
+            if let DatagramEvent::MessageReceived(m) = &event {
+                let to = m.remote;
+                let not_ours = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)); // TEST-NET-1
+                socket.send_to(r, to, b"first").unwrap();
+                socket.send_to_from(r, to, not_ours, b"refused").unwrap();
+                socket.send_to(r, to, b"last").unwrap();
+            }
+            record(r, seen, socket, event);
+        },
+    )
+    .unwrap();
+    let sender_addr = local(&r, sender);
+    sink.send_to(&mut r, sender_addr, b"go").unwrap();
+    let mut seen = Seen::default();
+    run_until(&mut r, &mut seen, LIMIT, |s| {
+        s.messages.len() == 3 && !s.errors.is_empty()
+    });
+    let at_sink: Vec<&[u8]> = seen
+        .messages
+        .iter()
+        .filter(|m| m.0 == sink)
+        .map(|m| m.3.as_slice())
+        .collect();
+    assert_eq!(at_sink, [&b"first"[..], &b"last"[..]]);
+    assert_eq!(seen.errors.len(), 1, "{:?}", seen.errors);
+    let (socket, err) = &seen.errors[0];
+    assert_eq!(*socket, sender);
+    assert_eq!(err.address(), Some(to), "{err}");
+    assert_eq!(err.operation(), "send");
+    assert!(seen.closed.is_empty());
+}

@@ -5,6 +5,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
+use super::queue::SendQueue;
 use super::{stale, DatagramEvent, DatagramSocket, Message, Phase};
 use crate::error::{Error, SocketErrorStatus};
 use crate::io::sys;
@@ -214,26 +215,15 @@ impl<S: 'static> Reactor<S> {
         let Some(io) = st.io.as_ref() else {
             return; // still resolving
         };
-        let mut report = false;
+        // An error that may be an earlier datagram's (an ICMP answer kept on a
+        // connected socket): reported once the retry of the datagram it failed tells
+        // whose it was.
+        let mut held: Option<Error> = None;
         while let Some((item, _)) = st.out.front() {
-            // Up to SEND_BATCH datagrams in one sendmmsg; one alone with sendmsg.
-            let mut batch = [EMPTY; sys::SEND_BATCH];
-            let mut n = 0;
-            for ((queued, data), slot) in st.out.first(sys::SEND_BATCH).zip(&mut batch) {
-                *slot = sys::Outgoing {
-                    data,
-                    to: queued.to,
-                    from: queued.from,
-                };
-                n += 1;
-            }
-            let sent = if n == 1 {
-                sys::send_msg(io, &batch[0]).map(|_| 1)
-            } else {
-                sys::send_mmsg(io, &batch[..n])
-            };
-            match sent {
+            match send_front(io, &st.out) {
                 Ok(sent) => {
+                    // The retried datagram went: the error was an earlier one's.
+                    st.errors.extend(held.take());
                     for _ in 0..sent {
                         st.out.pop();
                     }
@@ -241,26 +231,23 @@ impl<S: 'static> Reactor<S> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    report = true;
-                    let deferred = is_deferred_error(&e) && !item.retried;
-                    let address = if deferred {
-                        st.remote
-                    } else {
-                        item.to.or(st.remote)
-                    };
+                    let earlier = st.remote.is_some() && is_deferred_error(&e) && !item.retried;
                     let mut err = Error::from_io("send", e);
-                    if let Some(address) = address {
+                    if let Some(address) = item.to.or(st.remote) {
                         err = err.with_address(canonical(address));
                     }
-                    if deferred {
-                        // Most likely an earlier datagram's error, now taken off the
-                        // socket: this one is tried again, once.
+                    if earlier {
+                        // Taken off the socket now: this datagram is tried again, once.
                         if let Some(item) = st.out.front_mut() {
                             item.retried = true;
                         }
-                    } else {
-                        st.out.pop();
+                        held = Some(err);
+                        continue;
                     }
+                    // Failed again, or refused for itself: its own error, reported
+                    // once.
+                    held = None;
+                    st.out.pop();
                     if st.errors.len() < MAX_ERRORS {
                         st.errors.push(err);
                     } else {
@@ -269,6 +256,8 @@ impl<S: 'static> Reactor<S> {
                 }
             }
         }
+        st.errors.extend(held);
+        let mut report = !st.errors.is_empty();
         if st.over_high && st.out.len() <= low {
             st.over_high = false;
             st.drained_due = true;
@@ -402,6 +391,26 @@ impl<S: 'static> Reactor<S> {
                 handler(r, state, DatagramSocket(key), DatagramEvent::Closed(result))
             });
         }
+    }
+}
+
+/// Sends the oldest queued datagrams, up to [`sys::SEND_BATCH`] in one `sendmmsg` (one
+/// alone with `sendmsg`); returns how many left.
+fn send_front(io: &mio::net::UdpSocket, out: &SendQueue) -> io::Result<usize> {
+    let mut batch = [EMPTY; sys::SEND_BATCH];
+    let mut n = 0;
+    for ((queued, data), slot) in out.first(sys::SEND_BATCH).zip(&mut batch) {
+        *slot = sys::Outgoing {
+            data,
+            to: queued.to,
+            from: queued.from,
+        };
+        n += 1;
+    }
+    if n == 1 {
+        sys::send_msg(io, &batch[0]).map(|_| 1)
+    } else {
+        sys::send_mmsg(io, &batch[..n])
     }
 }
 
