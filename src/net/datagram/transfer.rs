@@ -275,6 +275,9 @@ impl<S: 'static> Reactor<S> {
             return;
         };
         st.report_queued = false;
+        if st.phase == Phase::Closed {
+            return; // `Closed` is on its way, and is the last event
+        }
         let errors = std::mem::take(&mut st.errors);
         for err in errors {
             if !self.call_datagram(state, key, DatagramEvent::Error(err)) {
