@@ -630,3 +630,54 @@ fn a_refused_datagram_in_a_batch_is_reported_and_the_others_leave() {
     assert_eq!(err.operation(), "send");
     assert!(seen.closed.is_empty());
 }
+
+/// A source-specific join receives the group's datagrams from that source only; an
+/// any-source member on the same port gets both senders', so the other one did send.
+#[test]
+fn source_specific_join_filters_by_sender() {
+    let Some(lo) = loopback_index() else {
+        println!("SKIP: no /sys/class/net/lo/ifindex, cannot name the loopback interface");
+        return;
+    };
+    let group = "232.1.2.3";
+    let wanted = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut r = Reactor::<Seen>::new().unwrap();
+    let shared = DatagramSocketControl::new().multicast_only(true);
+    let ssm = DatagramSocket::bind_with(&mut r, "0.0.0.0", 0, &shared, record as Handler).unwrap();
+    let port = local(&r, ssm).port();
+    let any =
+        DatagramSocket::bind_with(&mut r, "0.0.0.0", port, &shared, record as Handler).unwrap();
+    if let Err(e) = ssm.join_multicast_group_from(&mut r, group, wanted, lo) {
+        println!("SKIP: cannot join {group} from {wanted} on lo: {e}");
+        return;
+    }
+    any.join_multicast_group_on(&mut r, group, lo).unwrap();
+    let mismatched = ssm
+        .join_multicast_group_from(&mut r, group, "::1".parse().unwrap(), lo)
+        .unwrap_err();
+    assert_eq!(mismatched.status(), SocketErrorStatus::InvalidArgument);
+    let sending = DatagramSocketControl::new().multicast_interface(Some(lo));
+    let to: SocketAddr = format!("{group}:{port}").parse().unwrap();
+    for (from, text) in [("127.0.0.2", &b"other"[..]), ("127.0.0.1", &b"wanted"[..])] {
+        let sender =
+            DatagramSocket::bind_with(&mut r, from, 0, &sending, record as Handler).unwrap();
+        sender.send_to(&mut r, to, text).unwrap();
+    }
+    let mut seen = Seen::default();
+    run_until(&mut r, &mut seen, LIMIT, |s| s.messages.len() >= 3);
+    run_for(&mut r, &mut seen, Duration::from_millis(100));
+    let at = |socket| -> Vec<&[u8]> {
+        let mut got: Vec<&[u8]> = seen
+            .messages
+            .iter()
+            .filter(|m| m.0 == socket)
+            .map(|m| m.3.as_slice())
+            .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(at(ssm), [&b"wanted"[..]]);
+    assert_eq!(at(any), [&b"other"[..], &b"wanted"[..]]);
+    ssm.leave_multicast_group_from(&mut r, group, wanted, lo)
+        .unwrap();
+}

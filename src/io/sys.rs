@@ -12,7 +12,8 @@
 //!   `sendmsg` and `sendmmsg`, with the truncation flag and the local address
 //!   (`IP_PKTINFO`, `IPV6_PKTINFO`);
 //!   [`enable_packet_info`], [`set_multicast_if_v4_index`] and [`set_int_option`] for
-//!   the options that go with them.
+//!   the options that go with them; [`source_membership`] for source-specific
+//!   multicast joins.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -314,6 +315,90 @@ pub(crate) fn set_multicast_if_v4_index(socket: &impl AsRawFd, index: u32) -> io
             libc::IP_MULTICAST_IF,
             (&mreqn as *const libc::ip_mreqn).cast(),
             mem::size_of::<libc::ip_mreqn>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An IP address (port 0) as a `sockaddr_storage`.
+fn ip_to_storage(ip: IpAddr) -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is plain integers; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    match ip {
+        IpAddr::V4(ip) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(ip).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than, and aligned for, sockaddr_in.
+            unsafe {
+                (&mut storage as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_in>()
+                    .write(sin);
+            }
+        }
+        IpAddr::V6(ip) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: 0,
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: ip.octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe {
+                (&mut storage as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_in6>()
+                    .write(sin6);
+            }
+        }
+    }
+    storage
+}
+
+/// Joins (or leaves) multicast `group` for datagrams from `source` only, on the
+/// interface with index `interface` (0: the kernel's choice): a source-specific join
+/// (`MCAST_JOIN_SOURCE_GROUP` / `MCAST_LEAVE_SOURCE_GROUP`, RFC 3678), IPv4 or IPv6.
+pub(crate) fn source_membership(
+    socket: &impl AsRawFd,
+    join: bool,
+    interface: u32,
+    group: IpAddr,
+    source: IpAddr,
+) -> io::Result<()> {
+    let request = libc::group_source_req {
+        gsr_interface: interface,
+        gsr_group: ip_to_storage(group),
+        gsr_source: ip_to_storage(source),
+    };
+    let level = if group.is_ipv4() {
+        libc::IPPROTO_IP
+    } else {
+        libc::IPPROTO_IPV6
+    };
+    let name = if join {
+        libc::MCAST_JOIN_SOURCE_GROUP
+    } else {
+        libc::MCAST_LEAVE_SOURCE_GROUP
+    };
+    // SAFETY: `request` is a live group_source_req and its exact size is passed; the
+    // fd is borrowed for the call only.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&request as *const libc::group_source_req).cast(),
+            mem::size_of::<libc::group_source_req>() as libc::socklen_t,
         )
     };
     if rc != 0 {

@@ -23,6 +23,7 @@ use socket2::{InterfaceIndexOrAddress, SockRef};
 
 use crate::error::{stale_handle, Error, SocketErrorStatus};
 use crate::framing::DataReader;
+use crate::io::sys;
 use crate::net::hostname::{HostName, IntoHostName};
 use crate::reactor::{Key, Reactor, Source};
 use queue::SendQueue;
@@ -262,7 +263,7 @@ impl DatagramSocket {
         reactor: &mut Reactor<S>,
         group: impl IntoHostName,
     ) -> Result<(), Error> {
-        self.membership(reactor, group, 0, true)
+        self.membership(reactor, group, None, 0, true)
     }
 
     /// Joins a multicast group on the interface with index `interface` (as in
@@ -277,7 +278,7 @@ impl DatagramSocket {
         group: impl IntoHostName,
         interface: u32,
     ) -> Result<(), Error> {
-        self.membership(reactor, group, interface, true)
+        self.membership(reactor, group, None, interface, true)
     }
 
     /// Leaves a group joined with
@@ -292,7 +293,7 @@ impl DatagramSocket {
         reactor: &mut Reactor<S>,
         group: impl IntoHostName,
     ) -> Result<(), Error> {
-        self.membership(reactor, group, 0, false)
+        self.membership(reactor, group, None, 0, false)
     }
 
     /// Leaves a group joined with
@@ -307,13 +308,50 @@ impl DatagramSocket {
         group: impl IntoHostName,
         interface: u32,
     ) -> Result<(), Error> {
-        self.membership(reactor, group, interface, false)
+        self.membership(reactor, group, None, interface, false)
+    }
+
+    /// Joins a multicast group for datagrams from `source` only (a source-specific
+    /// join, `IP_ADD_SOURCE_MEMBERSHIP` / RFC 3678 `MCAST_JOIN_SOURCE_GROUP`), on the
+    /// interface with index `interface` (0: the kernel's choice). IPv4 or IPv6; the
+    /// group is usually in the source-specific ranges 232.0.0.0/8 and ff3x::/32.
+    /// Several sources of one group are several joins.
+    ///
+    /// # Errors
+    ///
+    /// As [`join_multicast_group`](Self::join_multicast_group); `InvalidArgument` if
+    /// `source` is not an address of the group's family.
+    pub fn join_multicast_group_from<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        group: impl IntoHostName,
+        source: IpAddr,
+        interface: u32,
+    ) -> Result<(), Error> {
+        self.membership(reactor, group, Some(source), interface, true)
+    }
+
+    /// Leaves a source-specific membership made with
+    /// [`join_multicast_group_from`](Self::join_multicast_group_from).
+    ///
+    /// # Errors
+    ///
+    /// As [`join_multicast_group_from`](Self::join_multicast_group_from).
+    pub fn leave_multicast_group_from<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        group: impl IntoHostName,
+        source: IpAddr,
+        interface: u32,
+    ) -> Result<(), Error> {
+        self.membership(reactor, group, Some(source), interface, false)
     }
 
     fn membership<S: 'static>(
         self,
         reactor: &mut Reactor<S>,
         group: impl IntoHostName,
+        source: Option<IpAddr>,
         interface: u32,
         join: bool,
     ) -> Result<(), Error> {
@@ -323,23 +361,19 @@ impl DatagramSocket {
             "leave multicast group"
         };
         let group = control::multicast_group(&group.into_host_name()?)?;
+        if source.is_some_and(|s| s.is_ipv4() != group.is_ipv4()) {
+            return Err(
+                Error::new(SocketErrorStatus::InvalidArgument, operation).with_detail(format!(
+                    "source {source:?} is not of group {group}'s family"
+                )),
+            );
+        }
         let st = reactor.datagram_ref(self.0, operation)?;
         let Some(io) = st.io.as_ref() else {
             return Err(Error::new(SocketErrorStatus::InvalidState, operation)
                 .with_detail("the socket is still resolving its peer's name"));
         };
-        let socket = SockRef::from(io);
-        let done = match (group, join) {
-            (IpAddr::V4(g), true) => {
-                socket.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(interface))
-            }
-            (IpAddr::V4(g), false) => {
-                socket.leave_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(interface))
-            }
-            (IpAddr::V6(g), true) => socket.join_multicast_v6(&g, interface),
-            (IpAddr::V6(g), false) => socket.leave_multicast_v6(&g, interface),
-        };
-        done.map_err(|e| {
+        membership(io, group, source, interface, join).map_err(|e| {
             let detail = match e.raw_os_error() {
                 Some(libc::ENODEV) => format!(
                     "group {group}: no interface for multicast (no route covers it); name one"
@@ -348,6 +382,27 @@ impl DatagramSocket {
             };
             Error::from_io(operation, e).with_detail(detail)
         })
+    }
+}
+
+/// Joins or leaves `group`, from any source or from `source` only.
+fn membership(
+    io: &UdpSocket,
+    group: IpAddr,
+    source: Option<IpAddr>,
+    interface: u32,
+    join: bool,
+) -> std::io::Result<()> {
+    if let Some(source) = source {
+        return sys::source_membership(io, join, interface, group, source);
+    }
+    let socket = SockRef::from(io);
+    let index = InterfaceIndexOrAddress::Index(interface);
+    match (group, join) {
+        (IpAddr::V4(g), true) => socket.join_multicast_v4_n(&g, &index),
+        (IpAddr::V4(g), false) => socket.leave_multicast_v4_n(&g, &index),
+        (IpAddr::V6(g), true) => socket.join_multicast_v6(&g, interface),
+        (IpAddr::V6(g), false) => socket.leave_multicast_v6(&g, interface),
     }
 }
 
