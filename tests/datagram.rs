@@ -681,3 +681,103 @@ fn source_specific_join_filters_by_sender() {
     ssm.leave_multicast_group_from(&mut r, group, wanted, lo)
         .unwrap();
 }
+
+/// Same-size datagrams to one destination leave as GSO trains (and may arrive
+/// coalesced, GRO); sizes that change, a shorter last one, an empty one and another
+/// destination end a train. Every datagram arrives whole, as its own message, in
+/// order, with batching on and off.
+fn trains_of_same_size_datagrams(batching: bool) {
+    #[derive(Default)]
+    struct Trains {
+        to: Vec<SocketAddr>,
+        sent: Vec<(usize, Vec<u8>)>,
+        got: Vec<(usize, Vec<u8>)>,
+    }
+    let mut r = Reactor::<Trains>::new().unwrap();
+    let control = DatagramSocketControl::new()
+        .batching(batching)
+        .inbound_buffer_size(Some(1 << 20));
+    let mut trains = Trains::default();
+    for which in 0..2usize {
+        let socket = DatagramSocket::bind_with(
+            &mut r,
+            "127.0.0.1",
+            0,
+            &control,
+            move |_, t: &mut Trains, _, event| {
+                if let DatagramEvent::MessageReceived(m) = event {
+                    assert!(!m.truncated);
+                    t.got.push((which, m.data.to_vec()));
+                }
+            },
+        )
+        .unwrap();
+        trains
+            .to
+            .push(socket.information(&r).unwrap().local_address.unwrap());
+    }
+    // (destination, size) in the order sent.
+    let mut plan = Vec::new();
+    plan.extend((0..70).map(|_| (0, 1000))); // longer than one train's 64 segments
+    plan.push((0, 400)); // a shorter last one
+    plan.extend((0..5).map(|_| (0, 1200)));
+    plan.push((0, 0));
+    plan.extend((0..3).map(|_| (1, 1200))); // another destination
+    plan.extend((0..3).map(|_| (0, 1200)));
+    plan.extend((0..40).map(|_| (0, 8000))); // past one train's 65,507 bytes
+    let sender = DatagramSocket::bind_with(
+        &mut r,
+        "127.0.0.1",
+        0,
+        &control,
+        move |r, t: &mut Trains, socket, event| {
+            if let DatagramEvent::MessageReceived(_) = event {
+                for (seq, (which, size)) in plan.iter().copied().enumerate() {
+                    let data: Vec<u8> = (0..size).map(|i| (seq * 7 + i) as u8).collect();
+                    socket.send_to(r, t.to[which], &data).unwrap();
+                    t.sent.push((which, data));
+                }
+            }
+        },
+    )
+    .unwrap();
+    let go = std_peer("127.0.0.1:0");
+    let sender_addr = sender.information(&r).unwrap().local_address.unwrap();
+    go.send_to(b"go", sender_addr).unwrap();
+    run_until(&mut r, &mut trains, LIMIT, |t| {
+        !t.sent.is_empty() && t.got.len() == t.sent.len()
+    });
+    for which in 0..2 {
+        let sent: Vec<&Vec<u8>> = trains
+            .sent
+            .iter()
+            .filter(|s| s.0 == which)
+            .map(|s| &s.1)
+            .collect();
+        let got: Vec<&Vec<u8>> = trains
+            .got
+            .iter()
+            .filter(|g| g.0 == which)
+            .map(|g| &g.1)
+            .collect();
+        assert_eq!(got.len(), sent.len(), "receiver {which}");
+        for (i, (g, s)) in got.iter().zip(&sent).enumerate() {
+            assert!(
+                g == s,
+                "receiver {which}, datagram {i}: {} bytes, sent {}",
+                g.len(),
+                s.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn gso_trains_arrive_whole_and_in_order() {
+    trains_of_same_size_datagrams(true);
+}
+
+#[test]
+fn unbatched_sends_arrive_whole_and_in_order() {
+    trains_of_same_size_datagrams(false);
+}

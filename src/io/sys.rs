@@ -13,7 +13,7 @@
 //!   (`IP_PKTINFO`, `IPV6_PKTINFO`);
 //!   [`enable_packet_info`], [`set_multicast_if_v4_index`] and [`set_int_option`] for
 //!   the options that go with them; [`source_membership`] for source-specific
-//!   multicast joins.
+//!   multicast joins; [`enable_gro`] and [`Outgoing::segment`] for UDP GRO and GSO.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -254,6 +254,25 @@ pub(crate) struct Received {
     /// The address the datagram was sent to (`IP_PKTINFO` / `IPV6_PKTINFO`), if the
     /// socket asked for it.
     pub(crate) destination: Option<IpAddr>,
+    /// With [`enable_gro`]: the kernel coalesced several datagrams of one flow, each
+    /// this long (the last may be shorter), into the buffer.
+    pub(crate) segment_size: Option<usize>,
+}
+
+/// `UDP_SEGMENT` (linux/udp.h): the segment size of a GSO send, as a control message.
+const UDP_SEGMENT: libc::c_int = 103;
+/// `UDP_GRO` (linux/udp.h): the socket option, and the control message with the
+/// segment size of a coalesced receive.
+const UDP_GRO: libc::c_int = 104;
+
+/// The most segments one GSO send may carry (`UDP_MAX_SEGMENTS`).
+pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Asks the kernel to coalesce datagrams of one flow on receive (`UDP_GRO`): one
+/// [`recv_msg`] may then return several, with their [`Received::segment_size`]. The
+/// buffer must hold 64 KiB, or segments would be cut.
+pub(crate) fn enable_gro(socket: &impl AsRawFd) -> io::Result<()> {
+    set_int_option(socket, libc::SOL_UDP, UDP_GRO, 1)
 }
 
 /// Room for one `IP_PKTINFO` or `IPV6_PKTINFO` control message (and some to spare),
@@ -443,6 +462,7 @@ pub(crate) fn recv_msg(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Rece
         truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
         source,
         destination: packet_info(&msg),
+        segment_size: gro_segment(&msg),
     })
 }
 
@@ -476,6 +496,31 @@ fn packet_info(msg: &libc::msghdr) -> Option<IpAddr> {
                     found = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
                 }
                 _ => {}
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    found
+}
+
+/// The segment size of a coalesced receive, in the control messages `recvmsg` filled
+/// in.
+fn gro_segment(msg: &libc::msghdr) -> Option<usize> {
+    let mut found = None;
+    // SAFETY: as in `packet_info`: the control bytes are the kernel's, walked with the
+    // CMSG_* macros within msg_controllen, the payload read unaligned by value when
+    // level, type and length say it is an int.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            let header = cmsg.read_unaligned();
+            let size = libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as usize;
+            if header.cmsg_level == libc::SOL_UDP
+                && header.cmsg_type == UDP_GRO
+                && header.cmsg_len as usize >= size
+            {
+                let segment = libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned();
+                found = usize::try_from(segment).ok().filter(|s| *s > 0);
             }
             cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }
@@ -519,6 +564,9 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) data: &'a [u8],
     pub(crate) to: Option<SocketAddr>,
     pub(crate) from: Option<IpAddr>,
+    /// GSO (`UDP_SEGMENT`): `data` is several datagrams of this size (the last may be
+    /// shorter), sent with one call and split by the kernel or the device.
+    pub(crate) segment: Option<u16>,
 }
 
 /// The most datagrams [`send_mmsg`] passes in one call.
@@ -543,9 +591,10 @@ impl MsgParts {
         }
     }
 
-    /// A `msghdr` over these parts, with a `IP_PKTINFO` / `IPV6_PKTINFO` control
-    /// message for `from`. The parts must stay where they are while it is used.
-    fn msghdr(&mut self, from: Option<IpAddr>) -> libc::msghdr {
+    /// A `msghdr` over these parts, with an `IP_PKTINFO` / `IPV6_PKTINFO` control
+    /// message for `from` and a `UDP_SEGMENT` one for `segment`. The parts must stay
+    /// where they are while it is used.
+    fn msghdr(&mut self, from: Option<IpAddr>, segment: Option<u16>) -> libc::msghdr {
         // SAFETY: msghdr is plain integers and pointers; all-zero (null, 0) is valid.
         let mut msg: libc::msghdr = unsafe { mem::zeroed() };
         if let Some(name) = &self.name {
@@ -554,54 +603,82 @@ impl MsgParts {
         }
         msg.msg_iov = &mut self.iov;
         msg.msg_iovlen = 1;
-        let Some(from) = from else {
+        if from.is_none() && segment.is_none() {
             return msg;
-        };
+        }
         msg.msg_control = self.control.0.as_mut_ptr().cast();
         msg.msg_controllen = self.control.0.len() as _;
+        let mut used = 0;
         // SAFETY: msg_control points to the 128-byte, 8-aligned control buffer and
-        // msg_controllen says so; CMSG_SPACE of either pktinfo is well under 128, so
-        // the header and payload written through CMSG_FIRSTHDR / CMSG_DATA stay in it.
+        // msg_controllen says so while the messages are written; a pktinfo and a
+        // UDP_SEGMENT message take at most 40 + 24 bytes, so each header and payload
+        // written through CMSG_FIRSTHDR / CMSG_NXTHDR / CMSG_DATA stays in it (the
+        // buffer is zeroed, as CMSG_NXTHDR expects).
         unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            let space = match from {
-                IpAddr::V4(ip) => {
-                    let size = mem::size_of::<libc::in_pktinfo>() as u32;
-                    (*cmsg).cmsg_level = libc::IPPROTO_IP;
-                    (*cmsg).cmsg_type = libc::IP_PKTINFO;
-                    (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
-                    let info = libc::in_pktinfo {
-                        ipi_ifindex: 0,
-                        ipi_spec_dst: libc::in_addr {
-                            s_addr: u32::from(ip).to_be(),
-                        },
-                        ipi_addr: libc::in_addr { s_addr: 0 },
-                    };
-                    libc::CMSG_DATA(cmsg)
-                        .cast::<libc::in_pktinfo>()
-                        .write_unaligned(info);
-                    libc::CMSG_SPACE(size)
-                }
-                IpAddr::V6(ip) => {
-                    let size = mem::size_of::<libc::in6_pktinfo>() as u32;
-                    (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
-                    (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
-                    (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
-                    let info = libc::in6_pktinfo {
-                        ipi6_addr: libc::in6_addr {
-                            s6_addr: ip.octets(),
-                        },
-                        ipi6_ifindex: 0,
-                    };
-                    libc::CMSG_DATA(cmsg)
-                        .cast::<libc::in6_pktinfo>()
-                        .write_unaligned(info);
-                    libc::CMSG_SPACE(size)
-                }
-            };
-            msg.msg_controllen = space as _;
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            if let Some(from) = from {
+                used += write_pktinfo(cmsg, from);
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+            if let Some(segment) = segment {
+                let size = mem::size_of::<u16>() as u32;
+                (*cmsg).cmsg_level = libc::SOL_UDP;
+                (*cmsg).cmsg_type = UDP_SEGMENT;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+                libc::CMSG_DATA(cmsg).cast::<u16>().write_unaligned(segment);
+                used += libc::CMSG_SPACE(size);
+            }
         }
+        msg.msg_controllen = used as _;
         msg
+    }
+}
+
+/// Writes an `IP_PKTINFO` or `IPV6_PKTINFO` control message asking for source
+/// address `from` at `cmsg`; returns the room it takes.
+///
+/// # Safety
+///
+/// `cmsg` must point to a control-message header in a writable buffer with room for
+/// `CMSG_SPACE(size_of::<in6_pktinfo>())` bytes from it.
+unsafe fn write_pktinfo(cmsg: *mut libc::cmsghdr, from: IpAddr) -> u32 {
+    // SAFETY: the caller provides the room; the payload is written unaligned.
+    unsafe {
+        match from {
+            IpAddr::V4(ip) => {
+                let size = mem::size_of::<libc::in_pktinfo>() as u32;
+                (*cmsg).cmsg_level = libc::IPPROTO_IP;
+                (*cmsg).cmsg_type = libc::IP_PKTINFO;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(ip).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                libc::CMSG_DATA(cmsg)
+                    .cast::<libc::in_pktinfo>()
+                    .write_unaligned(info);
+                libc::CMSG_SPACE(size)
+            }
+            IpAddr::V6(ip) => {
+                let size = mem::size_of::<libc::in6_pktinfo>() as u32;
+                (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+                (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: ip.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                libc::CMSG_DATA(cmsg)
+                    .cast::<libc::in6_pktinfo>()
+                    .write_unaligned(info);
+                libc::CMSG_SPACE(size)
+            }
+        }
     }
 }
 
@@ -611,7 +688,7 @@ impl MsgParts {
 /// came to).
 pub(crate) fn send_msg(socket: &impl AsRawFd, out: &Outgoing<'_>) -> io::Result<usize> {
     let mut parts = MsgParts::new(out);
-    let msg = parts.msghdr(out.from);
+    let msg = parts.msghdr(out.from, out.segment);
     // SAFETY: every pointer in `msg` points into `parts` or `out.data` (the
     // destination address, one iovec, the control bytes), with the lengths given next
     // to them, all outliving the call; the kernel only reads them.
@@ -635,7 +712,7 @@ pub(crate) fn send_mmsg(socket: &impl AsRawFd, batch: &[Outgoing<'_>]) -> io::Re
     let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { mem::zeroed() };
     for ((msg, part), out) in msgs.iter_mut().zip(parts.iter_mut()).zip(batch) {
         if let Some(part) = part {
-            msg.msg_hdr = part.msghdr(out.from);
+            msg.msg_hdr = part.msghdr(out.from, out.segment);
         }
     }
     // SAFETY: the first `batch.len()` headers point into `parts` and the batch's data

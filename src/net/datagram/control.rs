@@ -45,6 +45,7 @@ pub struct DatagramSocketControl {
     dont_fragment: bool,
     qos: QualityOfService,
     only_ipv6: bool,
+    batching: bool,
 }
 
 impl Default for DatagramSocketControl {
@@ -60,13 +61,15 @@ impl Default for DatagramSocketControl {
             dont_fragment: false,
             qos: QualityOfService::Normal,
             only_ipv6: false,
+            batching: true,
         }
     }
 }
 
 impl DatagramSocketControl {
     /// The defaults: no port sharing, the system's buffer sizes and hop limits,
-    /// multicast loopback on, fragmentation allowed, dual-stack IPv6 sockets.
+    /// multicast loopback on, fragmentation allowed, dual-stack IPv6 sockets, batched
+    /// system calls.
     pub fn new() -> DatagramSocketControl {
         DatagramSocketControl::default()
     }
@@ -151,6 +154,23 @@ impl DatagramSocketControl {
     pub fn only_ipv6(mut self, on: bool) -> Self {
         self.only_ipv6 = on;
         self
+    }
+
+    /// Batched system calls (on by default): datagrams queued together leave with
+    /// `sendmmsg`, and a run of same-size datagrams to one destination with one
+    /// `sendmsg` and UDP GSO (`UDP_SEGMENT`); on receive, the kernel may coalesce a
+    /// flow's datagrams (UDP GRO), delivered one message each as always. A kernel or
+    /// device that refuses GSO turns it off for the socket, and the datagrams go
+    /// without it. Off: one `sendmsg` and one `recvmsg` per datagram.
+    #[must_use]
+    pub fn batching(mut self, on: bool) -> Self {
+        self.batching = on;
+        self
+    }
+
+    /// Whether system calls are batched.
+    pub fn get_batching(&self) -> bool {
+        self.batching
     }
 
     /// Whether the address and port are shared.

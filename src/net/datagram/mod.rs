@@ -152,6 +152,12 @@ pub(crate) struct DatagramState<S: 'static> {
     pub(crate) dirty: bool,
     /// Queued to be served next turn (it went over its read budget).
     pub(crate) queued_ready: bool,
+    /// `sendmmsg` and GSO allowed ([`DatagramSocketControl::batching`]).
+    pub(crate) batching: bool,
+    /// GSO sends: allowed, and not refused by the kernel so far.
+    pub(crate) gso: bool,
+    /// The kernel may coalesce received datagrams (`UDP_GRO` is on).
+    pub(crate) gro: bool,
 }
 
 impl<S: 'static> DatagramState<S> {
@@ -172,6 +178,9 @@ impl<S: 'static> DatagramState<S> {
             report_queued: false,
             dirty: false,
             queued_ready: false,
+            batching: true,
+            gso: false,
+            gro: false,
         }
     }
 }

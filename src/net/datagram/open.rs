@@ -88,7 +88,7 @@ impl DatagramSocket {
         let addr = resolve_blocking(&host, port)?[0];
         let socket = open(addr, None, control)
             .map_err(|e| Error::from_io("bind datagram socket", e).with_address(addr))?;
-        reactor.add_datagram(socket, None, Box::new(handler))
+        reactor.add_datagram(socket, None, control.get_batching(), Box::new(handler))
     }
 
     /// [`bind_any`](Self::bind_any) with options.
@@ -114,7 +114,7 @@ impl DatagramSocket {
             other => other,
         }
         .map_err(|e| Error::from_io("bind datagram socket", e).with_address(v6))?;
-        reactor.add_datagram(socket, None, Box::new(handler))
+        reactor.add_datagram(socket, None, control.get_batching(), Box::new(handler))
     }
 
     /// A socket connected to `host` and `service` (`ConnectAsync` on Windows): it
@@ -170,7 +170,8 @@ impl DatagramSocket {
         if let Some(addr) = host.socket_addr(port) {
             let socket = open(wildcard(&addr), Some(addr), control)
                 .map_err(|e| Error::from_io("connect datagram socket", e).with_address(addr))?;
-            let socket = reactor.add_datagram(socket, None, Box::new(handler))?;
+            let socket =
+                reactor.add_datagram(socket, None, control.get_batching(), Box::new(handler))?;
             if let Some(Source::Datagram(st)) = reactor.sources.get_mut(socket.0) {
                 st.host = Some(host);
             }
@@ -179,6 +180,7 @@ impl DatagramSocket {
         let mut st = DatagramState::new(Box::new(handler));
         st.host = Some(host.clone());
         st.control = Some(Box::new(control.clone()));
+        st.batching = control.get_batching();
         let key = reactor.insert_source(Source::Datagram(Box::new(st)))?;
         let lookup = Lookup {
             remote: Some((host, port)),
@@ -207,7 +209,7 @@ impl DatagramSocket {
         let local = socket.local_addr().map_err(adopt)?;
         sys::enable_packet_info(&socket, local.is_ipv6()).map_err(adopt)?;
         let remote = socket.peer_addr().ok();
-        reactor.add_datagram(socket, remote, Box::new(handler))
+        reactor.add_datagram(socket, remote, true, Box::new(handler))
     }
 }
 
@@ -245,9 +247,12 @@ impl<S: 'static> Reactor<S> {
         &mut self,
         socket: std::net::UdpSocket,
         remote: Option<SocketAddr>,
+        batching: bool,
         handler: DatagramHandler<S>,
     ) -> Result<DatagramSocket, Error> {
-        let key = self.insert_source(Source::Datagram(Box::new(DatagramState::new(handler))))?;
+        let mut st = DatagramState::new(handler);
+        st.batching = batching;
+        let key = self.insert_source(Source::Datagram(Box::new(st)))?;
         if let Err(e) = self.open_datagram(key, socket, remote) {
             self.remove_source(key);
             return Err(e);
@@ -266,6 +271,10 @@ impl<S: 'static> Reactor<S> {
             .local_addr()
             .map_err(|e| Error::from_io("bind datagram socket", e))?;
         let remote = remote.or_else(|| socket.peer_addr().ok());
+        // Coalesced receives need room for 64 KiB in the read buffer, or segments
+        // would be cut.
+        let batching = matches!(self.sources.get(key), Some(Source::Datagram(st)) if st.batching);
+        let gro = batching && self.scratch.len() >= 64 * 1024 && sys::enable_gro(&socket).is_ok();
         let mut io = UdpSocket::from_std(socket);
         self.poll
             .registry()
@@ -280,6 +289,8 @@ impl<S: 'static> Reactor<S> {
             st.local = Some(canonical(local));
             st.remote = remote.map(canonical);
             st.io = Some(io);
+            st.gso = st.batching;
+            st.gro = gro;
             st.phase = Phase::Open;
             st.control = None;
         }

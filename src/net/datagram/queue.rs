@@ -69,6 +69,14 @@ impl SendQueue {
             .map(|item| (*item, &self.bytes[item.start..item.start + item.len]))
     }
 
+    /// The bytes of the oldest `n` datagrams, which lie one after the other.
+    pub(crate) fn contiguous(&self, n: usize) -> &[u8] {
+        let (Some(first), Some(last)) = (self.items.front(), self.items.get(n.max(1) - 1)) else {
+            return &[];
+        };
+        &self.bytes[first.start..last.start + last.len]
+    }
+
     pub(crate) fn front_mut(&mut self) -> Option<&mut Queued> {
         self.items.front_mut()
     }

@@ -31,7 +31,11 @@ const EMPTY: sys::Outgoing<'static> = sys::Outgoing {
     data: &[],
     to: None,
     from: None,
+    segment: None,
 };
+
+/// The most bytes one GSO send carries: what one IPv4 datagram could.
+const GSO_MAX_BYTES: usize = MAX_PAYLOAD_V4;
 
 impl DatagramSocket {
     /// Sends `data` as one datagram to `to`. Inside a handler, datagrams sent during
@@ -220,7 +224,7 @@ impl<S: 'static> Reactor<S> {
         // whose it was.
         let mut held: Option<Error> = None;
         while let Some((item, _)) = st.out.front() {
-            match send_front(io, &st.out) {
+            match send_front(io, &st.out, st.batching, &mut st.gso) {
                 Ok(sent) => {
                     // The retried datagram went: the error was an earlier one's.
                     st.errors.extend(held.take());
@@ -314,7 +318,11 @@ impl<S: 'static> Reactor<S> {
             }
             match sys::recv_msg(io, &mut self.scratch) {
                 Ok(rx) => {
-                    used = used.saturating_add(rx.len + PER_DATAGRAM);
+                    // A coalesced receive (GRO) holds several datagrams of `segment`
+                    // bytes each, the last maybe shorter: one message each.
+                    let segment = rx.segment_size.filter(|s| *s < rx.len).unwrap_or(rx.len);
+                    let count = rx.len.div_ceil(segment.max(1)).max(1);
+                    used = used.saturating_add(rx.len + PER_DATAGRAM * count);
                     let local = SocketAddr::new(
                         rx.destination.map_or(local.ip(), |ip| ip.to_canonical()),
                         local.port(),
@@ -322,13 +330,18 @@ impl<S: 'static> Reactor<S> {
                     // Out of the reactor for the call, so that the handler can have
                     // the reactor and the bytes at once.
                     let scratch = std::mem::take(&mut self.scratch);
-                    let message = Message {
-                        remote: canonical(rx.source),
-                        local,
-                        data: &scratch[..rx.len],
-                        truncated: rx.truncated,
-                    };
-                    self.call_datagram(state, key, DatagramEvent::MessageReceived(message));
+                    for (i, start) in (0..rx.len.max(1)).step_by(segment.max(1)).enumerate() {
+                        let message = Message {
+                            remote: canonical(rx.source),
+                            local,
+                            data: &scratch[start.min(rx.len)..(start + segment).min(rx.len)],
+                            truncated: rx.truncated && i + 1 == count,
+                        };
+                        let event = DatagramEvent::MessageReceived(message);
+                        if !self.call_datagram(state, key, event) {
+                            break;
+                        }
+                    }
                     self.scratch = scratch;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -397,16 +410,84 @@ impl<S: 'static> Reactor<S> {
     }
 }
 
-/// Sends the oldest queued datagrams, up to [`sys::SEND_BATCH`] in one `sendmmsg` (one
-/// alone with `sendmsg`); returns how many left.
-fn send_front(io: &mio::net::UdpSocket, out: &SendQueue) -> io::Result<usize> {
+/// How many of the oldest queued datagrams can leave as one GSO send: same
+/// destination and source, same non-zero size (the last may be shorter), within the
+/// kernel's limits. 0 or 1: none worth it.
+fn gso_run(out: &SendQueue) -> (usize, usize) {
+    let mut items = out.first(sys::GSO_MAX_SEGMENTS);
+    let Some((first, data)) = items.next() else {
+        return (0, 0);
+    };
+    let size = data.len();
+    if size == 0 || size > usize::from(u16::MAX) {
+        return (0, 0);
+    }
+    let (mut count, mut total) = (1, size);
+    for (item, data) in items {
+        if item.to != first.to
+            || item.from != first.from
+            || data.is_empty()
+            || data.len() > size
+            || total + data.len() > GSO_MAX_BYTES
+        {
+            break;
+        }
+        count += 1;
+        total += data.len();
+        if data.len() < size {
+            break; // a shorter one ends the run
+        }
+    }
+    (count, size)
+}
+
+/// Sends the oldest queued datagrams and returns how many left: a run of same-size
+/// datagrams with one GSO `sendmsg` when `gso` (turned off for good if the kernel
+/// refuses it), else up to [`sys::SEND_BATCH`] in one `sendmmsg` when `batching`, else
+/// one with `sendmsg`.
+fn send_front(
+    io: &mio::net::UdpSocket,
+    out: &SendQueue,
+    batching: bool,
+    gso: &mut bool,
+) -> io::Result<usize> {
+    if *gso {
+        let (count, size) = gso_run(out);
+        if count >= 2 {
+            let (first, _) = out.front().expect("a run has a first datagram");
+            let train = sys::Outgoing {
+                data: out.contiguous(count),
+                to: first.to,
+                from: first.from,
+                segment: u16::try_from(size).ok(),
+            };
+            match sys::send_msg(io, &train) {
+                Ok(_) => return Ok(count),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) => {
+                    // Not for GSO's sake (an unreachable destination, say): each
+                    // datagram goes alone below and gets its own error. Refused as
+                    // such: never again on this socket.
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                    ) {
+                        log::debug!("UDP GSO refused ({e}); sending without it");
+                        *gso = false;
+                    }
+                }
+            }
+        }
+    }
+    let limit = if batching { sys::SEND_BATCH } else { 1 };
     let mut batch = [EMPTY; sys::SEND_BATCH];
     let mut n = 0;
-    for ((queued, data), slot) in out.first(sys::SEND_BATCH).zip(&mut batch) {
+    for ((queued, data), slot) in out.first(limit).zip(&mut batch) {
         *slot = sys::Outgoing {
             data,
             to: queued.to,
             from: queued.from,
+            segment: None,
         };
         n += 1;
     }
