@@ -79,8 +79,9 @@
 //!   leave in one `send`/`writev`; watermarks give backpressure ([`StreamEvent::Drained`]).
 //! - [`StreamSocketListener`] and [`ListenerEvent`]: accepting.
 //! - [`DatagramSocket`] and [`DatagramEvent`]: UDP, bound or connected; each datagram
-//!   a [`Message`] with its sender and the local address it came to; multicast groups
-//!   and port sharing through [`DatagramSocketControl`].
+//!   a [`Message`] with its sender and the local address it came to; datagrams sent in
+//!   one handler call leave together (`sendmmsg`, UDP GSO); multicast groups and port
+//!   sharing through [`DatagramSocketControl`].
 //! - Names: [`HostName`], services ([`IntoService`]: a port or a name such as
 //!   `"https"`), [`EndpointPair`] and [`Destination`].
 //! - Framing: [`DataReader`] / [`DataWriter`] and codecs ([`LengthPrefixed`], [`Lines`],

@@ -39,7 +39,19 @@ fn stale(operation: &'static str) -> Error {
 /// Every call takes the reactor; a handle whose socket is closed gives an
 /// `InvalidHandle` error, never another socket's data. Datagrams arrive in the
 /// handler as [`DatagramEvent::MessageReceived`]; datagrams sent during one handler
-/// call leave when it returns, one after the other in the order sent.
+/// call leave when it returns, in the order sent and in as few system calls as the
+/// kernel allows.
+///
+/// # Implementation notes
+///
+/// | what | how |
+/// | --- | --- |
+/// | receive | `recvmsg` to `WouldBlock` within the reactor's read budget, into its one read buffer: nothing allocated per datagram |
+/// | local address | `IP_PKTINFO` / `IPV6_RECVPKTINFO` on every socket |
+/// | truncation | `MSG_TRUNC`, reported as [`Message::truncated`] |
+/// | send | queued whole, then `sendmmsg` (32 a call), or one `sendmsg` with UDP GSO for a run of same-size datagrams to one destination |
+/// | coalesced receive | UDP GRO when the read buffer holds 64 KiB; each datagram still its own message |
+/// | without batching | [`DatagramSocketControl::batching`]`(false)`: one `sendmsg` / `recvmsg` per datagram |
 ///
 /// # Examples
 ///
