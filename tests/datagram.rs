@@ -781,3 +781,41 @@ fn gso_trains_arrive_whole_and_in_order() {
 fn unbatched_sends_arrive_whole_and_in_order() {
     trains_of_same_size_datagrams(false);
 }
+
+/// A GSO train the kernel refuses for its destination or source (not for GSO's sake)
+/// gives each of its datagrams its own error; what follows still leaves.
+#[test]
+fn a_refused_train_reports_each_datagram() {
+    let mut r = Reactor::<Seen>::new().unwrap();
+    let sink = DatagramSocket::bind(&mut r, "127.0.0.1", 0, record as Handler).unwrap();
+    let to = local(&r, sink);
+    let sender = DatagramSocket::bind(
+        &mut r,
+        "127.0.0.1",
+        0,
+        |r, seen: &mut Seen, socket, event| {
+            if let DatagramEvent::MessageReceived(m) = &event {
+                let to = m.remote;
+                let not_ours = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)); // TEST-NET-1
+                for _ in 0..3 {
+                    socket.send_to_from(r, to, not_ours, &[9; 100]).unwrap();
+                }
+                socket.send_to(r, to, b"after").unwrap();
+            }
+            record(r, seen, socket, event);
+        },
+    )
+    .unwrap();
+    let sender_addr = local(&r, sender);
+    sink.send_to(&mut r, sender_addr, b"go").unwrap();
+    let mut seen = Seen::default();
+    run_until(&mut r, &mut seen, LIMIT, |s| {
+        s.messages.len() == 2 && s.errors.len() == 3
+    });
+    run_for(&mut r, &mut seen, Duration::from_millis(20));
+    assert_eq!(seen.messages[1].3, b"after");
+    assert_eq!(seen.errors.len(), 3, "{:?}", seen.errors);
+    for (_, err) in &seen.errors {
+        assert_eq!(err.address(), Some(to), "{err}");
+    }
+}

@@ -441,6 +441,22 @@ fn gso_run(out: &SendQueue) -> (usize, usize) {
     (count, size)
 }
 
+/// How many of the oldest `limit` queued datagrams come before the first one that
+/// starts a GSO run (at least 1).
+fn next_run(out: &SendQueue, limit: usize) -> usize {
+    let mut previous: Option<(super::queue::Queued, usize)> = None;
+    for (i, (item, data)) in out.first(limit).enumerate() {
+        if let Some((prev, size)) = previous {
+            let joins = prev.to == item.to && prev.from == item.from && data.len() == size;
+            if joins && size > 0 && 2 * size <= GSO_MAX_BYTES && i >= 2 {
+                return i - 1; // `prev` starts a run of at least two
+            }
+        }
+        previous = Some((item, data.len()));
+    }
+    limit
+}
+
 /// Sends the oldest queued datagrams and returns how many left: a run of same-size
 /// datagrams with one GSO `sendmsg` when `gso` (turned off for good if the kernel
 /// refuses it), else up to [`sys::SEND_BATCH`] in one `sendmmsg` when `batching`, else
@@ -463,23 +479,28 @@ fn send_front(
             };
             match sys::send_msg(io, &train) {
                 Ok(_) => return Ok(count),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
-                Err(e) => {
-                    // Not for GSO's sake (an unreachable destination, say): each
-                    // datagram goes alone below and gets its own error. Refused as
-                    // such: never again on this socket.
+                // Refused as such: never again on this socket; the run goes below.
+                Err(e)
                     if matches!(
                         e.raw_os_error(),
                         Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
-                    ) {
-                        log::debug!("UDP GSO refused ({e}); sending without it");
-                        *gso = false;
-                    }
+                    ) =>
+                {
+                    log::debug!("UDP GSO refused ({e}); sending without it");
+                    *gso = false;
                 }
+                // Any other error is the first datagram's (or an earlier one's), as
+                // for a single send: the caller reports it, drops or retries that one,
+                // and the rest go on.
+                Err(e) => return Err(e),
             }
         }
     }
-    let limit = if batching { sys::SEND_BATCH } else { 1 };
+    let mut limit = if batching { sys::SEND_BATCH } else { 1 };
+    if *gso {
+        // Up to the next run worth a GSO send, which the next call sends whole.
+        limit = limit.min(next_run(out, limit));
+    }
     let mut batch = [EMPTY; sys::SEND_BATCH];
     let mut n = 0;
     for ((queued, data), slot) in out.first(limit).zip(&mut batch) {
