@@ -440,6 +440,9 @@ fn connect_by_name_queues_until_resolved() {
     let port = local(&r, server).port();
     let client = DatagramSocket::connect(&mut r, "localhost", port, record as Handler).unwrap();
     client.send(&mut r, b"early").unwrap();
+    let to = local(&r, server);
+    let err = client.send_to(&mut r, to, b"where to?").unwrap_err();
+    assert_eq!(err.status(), SocketErrorStatus::InvalidState, "{err}");
     let mut seen = Seen::default();
     run_until(&mut r, &mut seen, LIMIT, |s| s.messages.len() == 2);
     assert_eq!(seen.messages[1].0, client);

@@ -52,6 +52,8 @@ impl DatagramSocket {
     /// - `NoBufferSpaceAvailable` if the queue is at its limit: nothing is queued, and
     ///   [`DatagramEvent::Drained`] comes once it has room;
     /// - `AddressFamilyNotSupported` for an IPv6 destination on an IPv4 socket;
+    /// - `InvalidState` while a socket made with [`connect`](Self::connect) resolves
+    ///   its peer's name ([`send`](Self::send) queues meanwhile);
     /// - `InvalidHandle` if closed.
     ///
     /// # Examples
@@ -134,6 +136,40 @@ fn is_deferred_error(e: &io::Error) -> bool {
     )
 }
 
+/// Where a datagram goes, as the socket sends it: `None` to the peer of a connected
+/// socket (or of one resolving its name); an IPv4 address mapped on an IPv6 socket,
+/// an IPv4-mapped one made plain on an IPv4 socket.
+fn destination(
+    ipv6: bool,
+    phase: Phase,
+    remote: Option<SocketAddr>,
+    to: Option<SocketAddr>,
+    operation: &'static str,
+) -> Result<Option<SocketAddr>, Error> {
+    let invalid =
+        |detail| Error::new(SocketErrorStatus::InvalidState, operation).with_detail(detail);
+    match (to.map(canonical), phase) {
+        (None, Phase::Resolving) => Ok(None),
+        (None, _) if remote.is_some() => Ok(None),
+        (None, _) => Err(invalid("the socket is not connected; use send_to")),
+        (Some(_), Phase::Resolving) => Err(invalid(
+            "the socket is resolving its peer's name; send queues for the peer, \
+             send_to must wait until it is connected",
+        )),
+        (Some(SocketAddr::V4(v4)), _) if ipv6 => Ok(Some(SocketAddr::new(
+            IpAddr::V6(v4.ip().to_ipv6_mapped()),
+            v4.port(),
+        ))),
+        (Some(v6 @ SocketAddr::V6(_)), _) if !ipv6 => Err(Error::new(
+            SocketErrorStatus::AddressFamilyNotSupported,
+            operation,
+        )
+        .with_address(v6)
+        .with_detail("an IPv4 socket cannot send to an IPv6 address")),
+        (Some(addr), _) => Ok(Some(addr)),
+    }
+}
+
 impl<S: 'static> Reactor<S> {
     fn datagram_send(
         &mut self,
@@ -150,14 +186,10 @@ impl<S: 'static> Reactor<S> {
         if st.phase == Phase::Closed {
             return Err(stale(operation));
         }
-        let v6_path = match (to, st.remote) {
-            (Some(to), _) => to.is_ipv6() && !to.ip().to_canonical().is_ipv4(),
-            (None, Some(remote)) => remote.is_ipv6(),
-            (None, None) if st.phase == Phase::Resolving => false,
-            (None, None) => {
-                return Err(Error::new(SocketErrorStatus::InvalidState, operation)
-                    .with_detail("the socket is not connected; use send_to"))
-            }
+        let to = destination(st.ipv6, st.phase, st.remote, to, operation)?;
+        let v6_path = match to.or(st.remote) {
+            Some(addr) => addr.is_ipv6() && !addr.ip().to_canonical().is_ipv4(),
+            None => false, // resolving: the size is checked against IPv4's
         };
         let max = if v6_path {
             MAX_PAYLOAD_V6
@@ -171,8 +203,8 @@ impl<S: 'static> Reactor<S> {
                     data.len(),
                     if v6_path { 6 } else { 4 }
                 ));
-            return Err(match to {
-                Some(to) => err.with_address(to),
+            return Err(match to.or(st.remote) {
+                Some(addr) => err.with_address(canonical(addr)),
                 None => err,
             });
         }
@@ -181,22 +213,6 @@ impl<S: 'static> Reactor<S> {
             st.over_high = true;
             return Err(Error::refused(operation, queued, data.len(), limit));
         }
-        // An IPv6 socket sends to IPv4 peers through their mapped address; an IPv4
-        // socket takes mapped addresses as the IPv4 ones they are.
-        let to = match to.map(|a| (st.ipv6, canonical(a))) {
-            Some((true, SocketAddr::V4(v4))) => Some(SocketAddr::new(
-                IpAddr::V6(v4.ip().to_ipv6_mapped()),
-                v4.port(),
-            )),
-            Some((false, v6 @ SocketAddr::V6(_))) => {
-                return Err(
-                    Error::new(SocketErrorStatus::AddressFamilyNotSupported, operation)
-                        .with_address(v6)
-                        .with_detail("an IPv4 socket cannot send to an IPv6 address"),
-                );
-            }
-            other => other.map(|(_, a)| a),
-        };
         st.out.push(data, to, from);
         if st.out.len() > high {
             st.over_high = true;
