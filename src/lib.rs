@@ -2,11 +2,13 @@
 //! hidden threads on the hot path.
 //!
 //! One [`Reactor`] owns a `mio::Poll`. TCP streams ([`StreamSocket`]), listeners
-//! ([`StreamSocketListener`]), timers and foreign file descriptors are registered on it
+//! ([`StreamSocketListener`]), UDP sockets ([`DatagramSocket`]), timers and foreign
+//! file descriptors are registered on it
 //! and call back into handlers — closures that get `&mut Reactor<S>`, `&mut S` (the
 //! application state, passed to [`Reactor::run`]), the socket's handle and the event.
 //! The programming model is that of the Windows `Windows.Networking.Sockets` API
-//! (StreamSocket, StreamSocketListener and its ConnectionReceived event,
+//! (StreamSocket, StreamSocketListener and its ConnectionReceived event, DatagramSocket
+//! and its MessageReceived event,
 //! [`SocketErrorStatus`], [`HostName`], batched sends), rebuilt for Linux.
 //!
 //! ```
@@ -76,6 +78,10 @@
 //! - [`StreamSocket`] and [`StreamEvent`]: connections; writes made in one handler call
 //!   leave in one `send`/`writev`; watermarks give backpressure ([`StreamEvent::Drained`]).
 //! - [`StreamSocketListener`] and [`ListenerEvent`]: accepting.
+//! - [`DatagramSocket`] and [`DatagramEvent`]: UDP, bound or connected; each datagram
+//!   a [`Message`] with its sender and the local address it came to; datagrams sent in
+//!   one handler call leave together (`sendmmsg`, UDP GSO); multicast groups and port
+//!   sharing through [`DatagramSocketControl`].
 //! - Names: [`HostName`], services ([`IntoService`]: a port or a name such as
 //!   `"https"`), [`EndpointPair`] and [`Destination`].
 //! - Framing: [`DataReader`] / [`DataWriter`] and codecs ([`LengthPrefixed`], [`Lines`],
@@ -104,7 +110,13 @@
 //! | `SocketError.GetStatus(hresult)` → `SocketErrorStatus` | [`Error::status`], [`SocketErrorStatus::from_io`] (same names and numbers, plus ours from 100) |
 //! | `DataReader` / `DataWriter` | [`DataReader`] / [`DataWriter`] over byte buffers; codecs ([`Lines`], [`LengthPrefixed`]) deliver whole messages |
 //! | Socket broker, `TransferOwnership` | [`StreamSocket::from_std`] / [`into_std`](StreamSocket::into_std), [`StreamSocketListener::from_std`] / [`from_listen_fds`](StreamSocketListener::from_listen_fds) |
-//! | `DatagramSocket` | not yet |
+//! | `DatagramSocket` | [`DatagramSocket`], a `Copy` handle |
+//! | `DatagramSocket.BindEndpointAsync(host, service)` / `BindServiceNameAsync(service)` | [`DatagramSocket::bind`] / [`bind_any`](DatagramSocket::bind_any) |
+//! | `DatagramSocket.ConnectAsync(host, service)` | [`DatagramSocket::connect`]; ICMP errors come as [`DatagramEvent::Error`] |
+//! | `DatagramSocket.MessageReceived` | the handler, called with [`DatagramEvent::MessageReceived`]; [`Message::reader`] gives a [`DataReader`] |
+//! | `GetOutputStreamAsync(host, service)` + writes | [`DatagramSocket::send_to`] (and [`send_to_from`](DatagramSocket::send_to_from) to pick the local address); sends in one handler call leave together when it returns |
+//! | `DatagramSocket.Control` ([`DatagramSocketControl`]: MulticastOnly, DontFragment, buffer sizes, hop limit, QualityOfService) | [`DatagramSocketControl`], given to `bind_with` / `connect_with` |
+//! | `JoinMulticastGroup(HostName)` | [`DatagramSocket::join_multicast_group`] (and `_on` an interface, `leave_…`) |
 //! | `SocketProtectionLevel` | [`ProtectionLevel`], set with [`StreamSocketControl::protection_level`]: TLS with rustls, `Connected` after the handshake; trust roots and ALPN in [`TlsClientOptions`] |
 //! | `StreamSocket.UpgradeToSslAsync(level, host)` | [`StreamSocket::upgrade_to_tls`]`(&mut reactor, level, &host)`, same handle and handler, then [`StreamEvent::TlsUpgraded`]; servers too: [`upgrade_to_tls_server`](StreamSocket::upgrade_to_tls_server) |
 //! | `StreamSocketInformation.ProtectionLevel`, `ServerCertificate` | [`StreamSocketInformation::protection_level`], [`StreamSocket::tls_information`] → [`TlsInformation`] (version, cipher suite, ALPN, peer chain) |
@@ -114,7 +126,7 @@
 //! # One builder convention
 //!
 //! Every options struct ([`StreamSocketControl`], [`StreamSocketListenerControl`],
-//! the reactor's [`Builder`]) is built the same way:
+//! [`DatagramSocketControl`], the reactor's [`Builder`]) is built the same way:
 //!
 //! - `new()` and `Default` give the defaults (the reactor's: [`Reactor::builder`]);
 //! - each option is a `#[must_use]` method named after it (the Windows property in
@@ -141,12 +153,13 @@
 //!
 //! [`Reactor::run`] returns when [`Reactor::stop`] is called (from a handler, or through
 //! a [`Remote`] from another thread), or when nothing is left registered: no socket,
-//! listener, foreign fd or user timer. A server runs until stopped; a client ends by
-//! itself once its sockets are closed, as in the example above.
+//! listener, datagram socket, foreign fd or user timer. A server runs until stopped; a
+//! client ends by itself once its sockets are closed, as in the example above.
 //!
 //! # Portability
 //!
-//! Linux only (epoll, `TCP_INFO`, `SO_REUSEPORT`, systemd socket activation).
+//! Linux only (epoll, `TCP_INFO`, `SO_REUSEPORT`, `IP_PKTINFO`, systemd socket
+//! activation).
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]
@@ -168,6 +181,9 @@ pub use io::inbound::Input;
 pub use net::control::{
     KeepAlive, QualityOfService, RoundTripTimeStatistics, StreamSocketControl,
     StreamSocketInformation, StreamSocketListenerControl,
+};
+pub use net::datagram::{
+    DatagramEvent, DatagramSocket, DatagramSocketControl, DatagramSocketInformation, Message,
 };
 pub use net::endpoint::{Destination, EndpointPair};
 pub use net::hostname::{HostName, HostNameType, IntoHostName};

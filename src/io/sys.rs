@@ -8,10 +8,17 @@
 //! - [`set_nonblocking`]: `O_NONBLOCK` on foreign descriptors (stdin, pipes).
 //! - [`timerfd_monotonic`], [`timerfd_arm_at`]: a timer descriptor that wakes the poller
 //!   at an exact `Instant`, for deadlines finer than epoll's millisecond timeout.
+//! - [`recv_msg`], [`send_msg`], [`send_mmsg`]: datagrams in or out with `recvmsg`,
+//!   `sendmsg` and `sendmmsg`, with the truncation flag and the local address
+//!   (`IP_PKTINFO`, `IPV6_PKTINFO`);
+//!   [`enable_packet_info`], [`set_multicast_if_v4_index`] and [`set_int_option`] for
+//!   the options that go with them; [`source_membership`] for source-specific
+//!   multicast joins; [`enable_gro`] and [`Outgoing::segment`] for UDP GRO and GSO.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::mem;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -233,6 +240,496 @@ pub(crate) fn timerfd_arm_at(fd: BorrowedFd<'_>, deadline: Instant) -> io::Resul
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// One datagram read by [`recv_msg`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Received {
+    /// Bytes written to the buffer.
+    pub(crate) len: usize,
+    /// The datagram was longer than the buffer (`MSG_TRUNC`): its end was discarded.
+    pub(crate) truncated: bool,
+    /// The sender.
+    pub(crate) source: SocketAddr,
+    /// The address the datagram was sent to (`IP_PKTINFO` / `IPV6_PKTINFO`), if the
+    /// socket asked for it.
+    pub(crate) destination: Option<IpAddr>,
+    /// With [`enable_gro`]: the kernel coalesced several datagrams of one flow, each
+    /// this long (the last may be shorter), into the buffer.
+    pub(crate) segment_size: Option<usize>,
+}
+
+/// `UDP_SEGMENT` (linux/udp.h): the segment size of a GSO send, as a control message.
+const UDP_SEGMENT: libc::c_int = 103;
+/// `UDP_GRO` (linux/udp.h): the socket option, and the control message with the
+/// segment size of a coalesced receive.
+const UDP_GRO: libc::c_int = 104;
+
+/// The most segments one GSO send may carry (`UDP_MAX_SEGMENTS`).
+pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Asks the kernel to coalesce datagrams of one flow on receive (`UDP_GRO`): one
+/// [`recv_msg`] may then return several, with their [`Received::segment_size`]. The
+/// buffer must hold 64 KiB, or segments would be cut.
+pub(crate) fn enable_gro(socket: &impl AsRawFd) -> io::Result<()> {
+    set_int_option(socket, libc::SOL_UDP, UDP_GRO, 1)
+}
+
+/// Room for one `IP_PKTINFO` or `IPV6_PKTINFO` control message (and some to spare),
+/// aligned for `cmsghdr`.
+#[repr(C, align(8))]
+struct ControlBuf([u8; 128]);
+
+/// Sets an integer socket option.
+pub(crate) fn set_int_option(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a live c_int and its exact size is passed; the fd is
+    // borrowed for the call only.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Asks for the destination address of each datagram (`IP_PKTINFO`, and
+/// `IPV6_RECVPKTINFO` on IPv6 sockets, which may also receive IPv4 datagrams).
+pub(crate) fn enable_packet_info(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        // IPv4 datagrams reaching a dual-stack socket; refused on an IPv6-only one.
+        let _ = set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+        Ok(())
+    } else {
+        set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    }
+}
+
+/// Sends IPv4 multicast through the interface with index `index` (`IP_MULTICAST_IF`
+/// with an `ip_mreqn`, which socket2 offers only by address).
+pub(crate) fn set_multicast_if_v4_index(socket: &impl AsRawFd, index: u32) -> io::Result<()> {
+    let mreqn = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: index as libc::c_int,
+    };
+    // SAFETY: `mreqn` is a live ip_mreqn and its exact size is passed; the fd is
+    // borrowed for the call only.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            (&mreqn as *const libc::ip_mreqn).cast(),
+            mem::size_of::<libc::ip_mreqn>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An IP address (port 0) as a `sockaddr_storage`.
+fn ip_to_storage(ip: IpAddr) -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is plain integers; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    match ip {
+        IpAddr::V4(ip) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(ip).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than, and aligned for, sockaddr_in.
+            unsafe {
+                (&mut storage as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_in>()
+                    .write(sin);
+            }
+        }
+        IpAddr::V6(ip) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: 0,
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: ip.octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe {
+                (&mut storage as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_in6>()
+                    .write(sin6);
+            }
+        }
+    }
+    storage
+}
+
+/// Joins (or leaves) multicast `group` for datagrams from `source` only, on the
+/// interface with index `interface` (0: the kernel's choice): a source-specific join
+/// (`MCAST_JOIN_SOURCE_GROUP` / `MCAST_LEAVE_SOURCE_GROUP`, RFC 3678), IPv4 or IPv6.
+pub(crate) fn source_membership(
+    socket: &impl AsRawFd,
+    join: bool,
+    interface: u32,
+    group: IpAddr,
+    source: IpAddr,
+) -> io::Result<()> {
+    let request = libc::group_source_req {
+        gsr_interface: interface,
+        gsr_group: ip_to_storage(group),
+        gsr_source: ip_to_storage(source),
+    };
+    let level = if group.is_ipv4() {
+        libc::IPPROTO_IP
+    } else {
+        libc::IPPROTO_IPV6
+    };
+    let name = if join {
+        libc::MCAST_JOIN_SOURCE_GROUP
+    } else {
+        libc::MCAST_LEAVE_SOURCE_GROUP
+    };
+    // SAFETY: `request` is a live group_source_req and its exact size is passed; the
+    // fd is borrowed for the call only.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&request as *const libc::group_source_req).cast(),
+            mem::size_of::<libc::group_source_req>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads one datagram into `buf` with `recvmsg`: its length, whether it was cut to
+/// fit, its sender and (with [`enable_packet_info`]) the address it was sent to.
+pub(crate) fn recv_msg(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
+    // SAFETY: sockaddr_storage is plain integers; all-zero is a valid value.
+    let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut control = ControlBuf([0; 128]);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain integers and pointers; all-zero (null, 0) is valid.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len() as _;
+    // SAFETY: every pointer in `msg` points to a live buffer of the length given next
+    // to it (the name, one iovec over `buf`, the control buffer), all outliving the
+    // call; the kernel writes within those lengths only.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let source = sockaddr_to_std(&name, msg.msg_namelen).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "datagram from an unknown family",
+        )
+    })?;
+    Ok(Received {
+        len: n as usize,
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+        source,
+        destination: packet_info(&msg),
+        segment_size: gro_segment(&msg),
+    })
+}
+
+/// The destination address in the control messages `recvmsg` filled in.
+fn packet_info(msg: &libc::msghdr) -> Option<IpAddr> {
+    let mut found = None;
+    // SAFETY: `msg` was filled in by a successful recvmsg: msg_control and
+    // msg_controllen describe the control bytes the kernel wrote, which is all the
+    // CMSG_* macros read. The payloads are read unaligned, by value, and only when
+    // their level, type and length say they are of the type read.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            let header = cmsg.read_unaligned();
+            let data = libc::CMSG_DATA(cmsg);
+            let len = header.cmsg_len as usize;
+            match (header.cmsg_level, header.cmsg_type) {
+                (libc::IPPROTO_IP, libc::IP_PKTINFO)
+                    if len
+                        >= libc::CMSG_LEN(mem::size_of::<libc::in_pktinfo>() as u32) as usize =>
+                {
+                    let info = data.cast::<libc::in_pktinfo>().read_unaligned();
+                    let addr = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                    found = Some(IpAddr::V4(addr));
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+                    if len
+                        >= libc::CMSG_LEN(mem::size_of::<libc::in6_pktinfo>() as u32) as usize =>
+                {
+                    let info = data.cast::<libc::in6_pktinfo>().read_unaligned();
+                    found = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                }
+                _ => {}
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    found
+}
+
+/// The segment size of a coalesced receive, in the control messages `recvmsg` filled
+/// in.
+fn gro_segment(msg: &libc::msghdr) -> Option<usize> {
+    let mut found = None;
+    // SAFETY: as in `packet_info`: the control bytes are the kernel's, walked with the
+    // CMSG_* macros within msg_controllen, the payload read unaligned by value when
+    // level, type and length say it is an int.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            let header = cmsg.read_unaligned();
+            let size = libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as usize;
+            if header.cmsg_level == libc::SOL_UDP
+                && header.cmsg_type == UDP_GRO
+                && header.cmsg_len as usize >= size
+            {
+                let segment = libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned();
+                found = usize::try_from(segment).ok().filter(|s| *s > 0);
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    found
+}
+
+/// A `sockaddr_storage` the kernel filled in, as a std address.
+fn sockaddr_to_std(name: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match libc::c_int::from(name.ss_family) {
+        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family and length say the storage holds a sockaddr_in; the
+            // storage is larger and suitably aligned for it.
+            let sin =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for a sockaddr_in6.
+            let sin6 =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// One datagram to send: its bytes, where to (`None` on a connected socket), and from
+/// which local address (`None`: the kernel's choice).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) to: Option<SocketAddr>,
+    pub(crate) from: Option<IpAddr>,
+    /// GSO (`UDP_SEGMENT`): `data` is several datagrams of this size (the last may be
+    /// shorter), sent with one call and split by the kernel or the device.
+    pub(crate) segment: Option<u16>,
+}
+
+/// The most datagrams [`send_mmsg`] passes in one call.
+pub(crate) const SEND_BATCH: usize = 32;
+
+/// The buffers one `msghdr` of an outgoing datagram points into.
+struct MsgParts {
+    name: Option<socket2::SockAddr>,
+    iov: libc::iovec,
+    control: ControlBuf,
+}
+
+impl MsgParts {
+    fn new(out: &Outgoing<'_>) -> MsgParts {
+        MsgParts {
+            name: out.to.map(socket2::SockAddr::from),
+            iov: libc::iovec {
+                iov_base: out.data.as_ptr().cast_mut().cast(),
+                iov_len: out.data.len(),
+            },
+            control: ControlBuf([0; 128]),
+        }
+    }
+
+    /// A `msghdr` over these parts, with an `IP_PKTINFO` / `IPV6_PKTINFO` control
+    /// message for `from` and a `UDP_SEGMENT` one for `segment`. The parts must stay
+    /// where they are while it is used.
+    fn msghdr(&mut self, from: Option<IpAddr>, segment: Option<u16>) -> libc::msghdr {
+        // SAFETY: msghdr is plain integers and pointers; all-zero (null, 0) is valid.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        if let Some(name) = &self.name {
+            msg.msg_name = name.as_ptr().cast_mut().cast();
+            msg.msg_namelen = name.len();
+        }
+        msg.msg_iov = &mut self.iov;
+        msg.msg_iovlen = 1;
+        if from.is_none() && segment.is_none() {
+            return msg;
+        }
+        msg.msg_control = self.control.0.as_mut_ptr().cast();
+        msg.msg_controllen = self.control.0.len() as _;
+        let mut used = 0;
+        // SAFETY: msg_control points to the 128-byte, 8-aligned control buffer and
+        // msg_controllen says so while the messages are written; a pktinfo and a
+        // UDP_SEGMENT message take at most 40 + 24 bytes, so each header and payload
+        // written through CMSG_FIRSTHDR / CMSG_NXTHDR / CMSG_DATA stays in it (the
+        // buffer is zeroed, as CMSG_NXTHDR expects).
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            if let Some(from) = from {
+                used += write_pktinfo(cmsg, from);
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+            if let Some(segment) = segment {
+                let size = mem::size_of::<u16>() as u32;
+                (*cmsg).cmsg_level = libc::SOL_UDP;
+                (*cmsg).cmsg_type = UDP_SEGMENT;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+                libc::CMSG_DATA(cmsg).cast::<u16>().write_unaligned(segment);
+                used += libc::CMSG_SPACE(size);
+            }
+        }
+        msg.msg_controllen = used as _;
+        msg
+    }
+}
+
+/// Writes an `IP_PKTINFO` or `IPV6_PKTINFO` control message asking for source
+/// address `from` at `cmsg`; returns the room it takes.
+///
+/// # Safety
+///
+/// `cmsg` must point to a control-message header in a writable buffer with room for
+/// `CMSG_SPACE(size_of::<in6_pktinfo>())` bytes from it.
+unsafe fn write_pktinfo(cmsg: *mut libc::cmsghdr, from: IpAddr) -> u32 {
+    // SAFETY: the caller provides the room; the payload is written unaligned.
+    unsafe {
+        match from {
+            IpAddr::V4(ip) => {
+                let size = mem::size_of::<libc::in_pktinfo>() as u32;
+                (*cmsg).cmsg_level = libc::IPPROTO_IP;
+                (*cmsg).cmsg_type = libc::IP_PKTINFO;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(ip).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                libc::CMSG_DATA(cmsg)
+                    .cast::<libc::in_pktinfo>()
+                    .write_unaligned(info);
+                libc::CMSG_SPACE(size)
+            }
+            IpAddr::V6(ip) => {
+                let size = mem::size_of::<libc::in6_pktinfo>() as u32;
+                (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+                (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: ip.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                libc::CMSG_DATA(cmsg)
+                    .cast::<libc::in6_pktinfo>()
+                    .write_unaligned(info);
+                libc::CMSG_SPACE(size)
+            }
+        }
+    }
+}
+
+/// Sends one datagram with `sendmsg`: to `to` (`None` on a connected socket), from
+/// the local address `from` when given (an `IP_PKTINFO` / `IPV6_PKTINFO` control
+/// message: the reply of a wildcard-bound server leaves from the address the request
+/// came to).
+pub(crate) fn send_msg(socket: &impl AsRawFd, out: &Outgoing<'_>) -> io::Result<usize> {
+    let mut parts = MsgParts::new(out);
+    let msg = parts.msghdr(out.from, out.segment);
+    // SAFETY: every pointer in `msg` points into `parts` or `out.data` (the
+    // destination address, one iovec, the control bytes), with the lengths given next
+    // to them, all outliving the call; the kernel only reads them.
+    let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Sends up to [`SEND_BATCH`] datagrams with one `sendmmsg`, each as [`send_msg`]
+/// would. Returns how many the kernel took, from the first on; an error means the
+/// first was not sent (the error of a later one comes back with the next call).
+pub(crate) fn send_mmsg(socket: &impl AsRawFd, batch: &[Outgoing<'_>]) -> io::Result<usize> {
+    let batch = &batch[..batch.len().min(SEND_BATCH)];
+    let mut parts: [Option<MsgParts>; SEND_BATCH] = std::array::from_fn(|_| None);
+    for (slot, out) in parts.iter_mut().zip(batch) {
+        *slot = Some(MsgParts::new(out));
+    }
+    // SAFETY: mmsghdr is a msghdr and an integer; all-zero (null, 0) is valid.
+    let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { mem::zeroed() };
+    for ((msg, part), out) in msgs.iter_mut().zip(parts.iter_mut()).zip(batch) {
+        if let Some(part) = part {
+            msg.msg_hdr = part.msghdr(out.from, out.segment);
+        }
+    }
+    // SAFETY: the first `batch.len()` headers point into `parts` and the batch's data
+    // (addresses, iovecs, control bytes), which stay in place and alive for the call;
+    // the kernel reads those and writes only each header's `msg_len`.
+    let n = unsafe {
+        libc::sendmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            batch.len() as _,
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 #[cfg(test)]

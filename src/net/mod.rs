@@ -2,6 +2,7 @@
 //! names.
 
 pub(crate) mod control;
+pub(crate) mod datagram;
 pub(crate) mod endpoint;
 pub(crate) mod hostname;
 pub(crate) mod listener;

@@ -90,7 +90,8 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
-    /// Takes the resolver's answers and starts connecting.
+    /// Takes the resolver's answers and starts connecting (streams) or connects
+    /// (datagram sockets).
     pub(crate) fn resolved(&mut self) {
         loop {
             let Some(resolver) = &self.resolver else {
@@ -99,6 +100,10 @@ impl<S: 'static> Reactor<S> {
             let Ok((key, answer)) = resolver.answers.try_recv() else {
                 return;
             };
+            if let Some(Source::Datagram(_)) = self.sources.get(key) {
+                self.datagram_resolved(key, answer.map(|(remote, _)| remote.unwrap_or_default()));
+                continue;
+            }
             let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
                 continue;
             };

@@ -21,6 +21,7 @@ use super::timer::Owner;
 use super::{deadline_after, Deferred, Key, Reactor, TimerAction};
 use crate::error::{Error, SocketErrorStatus};
 use crate::io::BufPool;
+use crate::net::datagram::{DatagramKind, DatagramState};
 use crate::net::listener::{ListenerKind, ListenerState};
 use crate::net::stream::{Lingering, LingeringKind, StreamKind, StreamState};
 
@@ -29,6 +30,7 @@ pub(crate) enum Source<S: 'static> {
     Stream(StreamState<S>),
     Listener(Box<ListenerState<S>>),
     Fd(FdState<S>),
+    Datagram(Box<DatagramState<S>>),
     /// A stream closed by its owner, reading the peer's last bytes until EOF so that
     /// closing does not reset the connection while the peer is still sending.
     Lingering(Lingering),
@@ -239,4 +241,5 @@ kinds! {
     Listener => ListenerKind,
     Fd => FdKind,
     Lingering => LingeringKind,
+    Datagram => DatagramKind,
 }

@@ -1,0 +1,342 @@
+//! Making a datagram socket: bind, connect (names resolved off the loop), adopt.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use mio::net::UdpSocket;
+use mio::Interest;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{
+    DatagramEvent, DatagramHandler, DatagramSocket, DatagramSocketControl, DatagramState, Phase,
+};
+use crate::error::{Error, SocketErrorStatus};
+use crate::io::sys;
+use crate::net::hostname::{resolve_blocking, IntoHostName};
+use crate::net::listener::canonical;
+use crate::net::resolver::Lookup;
+use crate::net::service::IntoService;
+use crate::reactor::{Key, Reactor, Source};
+
+impl DatagramSocket {
+    /// Binds to `host` (an address literal, or a local name resolved at once) and
+    /// `service` (a port, `0` for one the system chooses, or a service name)
+    /// (`BindEndpointAsync` on Windows).
+    ///
+    /// # Errors
+    ///
+    /// `AddressAlreadyInUse` (another socket has the port and neither asked for
+    /// [`multicast_only`](DatagramSocketControl::multicast_only)),
+    /// `CannotAssignRequestedAddress` (not a local address), name errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{DatagramSocket, Reactor};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// let socket = DatagramSocket::bind(&mut reactor, "127.0.0.1", 0, |_, _, _, event| {
+    ///     println!("{event:?}");
+    /// })?;
+    /// let info = socket.information(&reactor)?;
+    /// assert_ne!(info.local_address.unwrap().port(), 0);
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn bind<S: 'static>(
+        reactor: &mut Reactor<S>,
+        host: impl IntoHostName,
+        service: impl IntoService,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, DatagramSocket, DatagramEvent<'_>) + 'static,
+    ) -> Result<DatagramSocket, Error> {
+        Self::bind_with(
+            reactor,
+            host,
+            service,
+            &DatagramSocketControl::new(),
+            handler,
+        )
+    }
+
+    /// Binds to `service` on every local address, IPv6 and IPv4
+    /// (`BindServiceNameAsync` on Windows).
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind), name resolution aside.
+    pub fn bind_any<S: 'static>(
+        reactor: &mut Reactor<S>,
+        service: impl IntoService,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, DatagramSocket, DatagramEvent<'_>) + 'static,
+    ) -> Result<DatagramSocket, Error> {
+        Self::bind_any_with(reactor, service, &DatagramSocketControl::new(), handler)
+    }
+
+    /// [`bind`](Self::bind) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind); an option the system refuses.
+    pub fn bind_with<S: 'static>(
+        reactor: &mut Reactor<S>,
+        host: impl IntoHostName,
+        service: impl IntoService,
+        control: &DatagramSocketControl,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, DatagramSocket, DatagramEvent<'_>) + 'static,
+    ) -> Result<DatagramSocket, Error> {
+        let host = host.into_host_name()?;
+        let port = service.into_port()?;
+        let addr = resolve_blocking(&host, port)?[0];
+        let socket = open(addr, None, control)
+            .map_err(|e| Error::from_io("bind datagram socket", e).with_address(addr))?;
+        reactor.add_datagram(socket, None, control.get_batching(), Box::new(handler))
+    }
+
+    /// [`bind_any`](Self::bind_any) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind_any`](Self::bind_any).
+    pub fn bind_any_with<S: 'static>(
+        reactor: &mut Reactor<S>,
+        service: impl IntoService,
+        control: &DatagramSocketControl,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, DatagramSocket, DatagramEvent<'_>) + 'static,
+    ) -> Result<DatagramSocket, Error> {
+        let port = service.into_port()?;
+        let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+        let socket = match open(v6, None, control) {
+            // No IPv6 on this machine: the IPv4 wildcard.
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => open(
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+                None,
+                control,
+            ),
+            other => other,
+        }
+        .map_err(|e| Error::from_io("bind datagram socket", e).with_address(v6))?;
+        reactor.add_datagram(socket, None, control.get_batching(), Box::new(handler))
+    }
+
+    /// A socket connected to `host` and `service` (`ConnectAsync` on Windows): it
+    /// sends with [`send`](Self::send), receives from that peer only, and learns of
+    /// ICMP errors ([`DatagramEvent::Error`] with `ConnectionRefused` when nothing
+    /// listens there). An address literal is connected at once; a name is resolved
+    /// off the loop, and datagrams sent meanwhile wait in the queue.
+    ///
+    /// # Errors
+    ///
+    /// Name syntax errors at once; a lookup failure is reported as `Closed(Err)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{DatagramSocket, Reactor};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// let socket = DatagramSocket::connect(&mut reactor, "127.0.0.1", 9, |_, _, _, _| {})?;
+    /// socket.send(&mut reactor, b"discard me")?;
+    /// socket.close(&mut reactor)?;
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn connect<S: 'static>(
+        reactor: &mut Reactor<S>,
+        host: impl IntoHostName,
+        service: impl IntoService,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, DatagramSocket, DatagramEvent<'_>) + 'static,
+    ) -> Result<DatagramSocket, Error> {
+        Self::connect_with(
+            reactor,
+            host,
+            service,
+            &DatagramSocketControl::new(),
+            handler,
+        )
+    }
+
+    /// [`connect`](Self::connect) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub fn connect_with<S: 'static>(
+        reactor: &mut Reactor<S>,
+        host: impl IntoHostName,
+        service: impl IntoService,
+        control: &DatagramSocketControl,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, DatagramSocket, DatagramEvent<'_>) + 'static,
+    ) -> Result<DatagramSocket, Error> {
+        let host = host.into_host_name()?;
+        let port = service.into_port()?;
+        if let Some(addr) = host.socket_addr(port) {
+            let socket = open(wildcard(&addr), Some(addr), control)
+                .map_err(|e| Error::from_io("connect datagram socket", e).with_address(addr))?;
+            let socket =
+                reactor.add_datagram(socket, None, control.get_batching(), Box::new(handler))?;
+            if let Some(Source::Datagram(st)) = reactor.sources.get_mut(socket.0) {
+                st.host = Some(host);
+            }
+            return Ok(socket);
+        }
+        let mut st = DatagramState::new(Box::new(handler));
+        st.host = Some(host.clone());
+        st.control = Some(Box::new(control.clone()));
+        st.batching = control.get_batching();
+        let key = reactor.insert_source(Source::Datagram(Box::new(st)))?;
+        let lookup = Lookup {
+            remote: Some((host, port)),
+            local: None,
+        };
+        if let Err(e) = reactor.request_resolution(key, lookup) {
+            reactor.remove_source(key);
+            return Err(e);
+        }
+        Ok(DatagramSocket(key))
+    }
+
+    /// Adopts a `std` UDP socket, bound or connected (made non-blocking here). The
+    /// local address of each datagram is asked for; the other options stay as they are.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be made non-blocking or registered.
+    pub fn from_std<S: 'static>(
+        reactor: &mut Reactor<S>,
+        socket: std::net::UdpSocket,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, DatagramSocket, DatagramEvent<'_>) + 'static,
+    ) -> Result<DatagramSocket, Error> {
+        let adopt = |e| Error::from_io("adopt datagram socket", e);
+        socket.set_nonblocking(true).map_err(adopt)?;
+        let local = socket.local_addr().map_err(adopt)?;
+        sys::enable_packet_info(&socket, local.is_ipv6()).map_err(adopt)?;
+        let remote = socket.peer_addr().ok();
+        reactor.add_datagram(socket, remote, true, Box::new(handler))
+    }
+}
+
+/// The wildcard address of `addr`'s family, port 0.
+fn wildcard(addr: &SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    }
+}
+
+/// A new non-blocking UDP socket with `control` applied, bound to `local` and, if
+/// `remote` is given, connected to it.
+fn open(
+    local: SocketAddr,
+    remote: Option<SocketAddr>,
+    control: &DatagramSocketControl,
+) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(
+        Domain::for_address(local),
+        Type::DGRAM.nonblocking(),
+        Some(Protocol::UDP),
+    )?;
+    control.apply(&socket, &local)?;
+    socket.bind(&local.into())?;
+    if let Some(remote) = remote {
+        socket.connect(&remote.into())?;
+    }
+    Ok(socket.into())
+}
+
+impl<S: 'static> Reactor<S> {
+    /// Registers a new socket.
+    fn add_datagram(
+        &mut self,
+        socket: std::net::UdpSocket,
+        remote: Option<SocketAddr>,
+        batching: bool,
+        handler: DatagramHandler<S>,
+    ) -> Result<DatagramSocket, Error> {
+        let mut st = DatagramState::new(handler);
+        st.batching = batching;
+        let key = self.insert_source(Source::Datagram(Box::new(st)))?;
+        if let Err(e) = self.open_datagram(key, socket, remote) {
+            self.remove_source(key);
+            return Err(e);
+        }
+        Ok(DatagramSocket(key))
+    }
+
+    /// Registers the socket of source `key` with the poller and marks it open.
+    fn open_datagram(
+        &mut self,
+        key: Key,
+        socket: std::net::UdpSocket,
+        remote: Option<SocketAddr>,
+    ) -> Result<(), Error> {
+        let local = socket
+            .local_addr()
+            .map_err(|e| Error::from_io("bind datagram socket", e))?;
+        let remote = remote.or_else(|| socket.peer_addr().ok());
+        // Coalesced receives need room for 64 KiB in the read buffer, or segments
+        // would be cut.
+        let batching = matches!(self.sources.get(key), Some(Source::Datagram(st)) if st.batching);
+        let gro = batching && self.scratch.len() >= 64 * 1024 && sys::enable_gro(&socket).is_ok();
+        let mut io = UdpSocket::from_std(socket);
+        self.poll
+            .registry()
+            .register(
+                &mut io,
+                key.token(),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| Error::from_io("register datagram socket", e).with_address(local))?;
+        if let Some(Source::Datagram(st)) = self.sources.get_mut(key) {
+            st.ipv6 = local.is_ipv6();
+            st.local = Some(canonical(local));
+            st.remote = remote.map(canonical);
+            st.io = Some(io);
+            st.gso = st.batching;
+            st.gro = gro;
+            st.phase = Phase::Open;
+            st.control = None;
+        }
+        log::debug!("datagram socket {key:?} on {local} (peer {remote:?})");
+        Ok(())
+    }
+
+    /// The resolver's answer for a connecting socket: connect to the first address
+    /// a socket can be made for.
+    pub(crate) fn datagram_resolved(&mut self, key: Key, answer: Result<Vec<SocketAddr>, Error>) {
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        if st.phase != Phase::Resolving {
+            return;
+        }
+        let control = st.control.take().unwrap_or_default();
+        let mut failure = Error::new(
+            SocketErrorStatus::NoAddressesFound,
+            "connect datagram socket",
+        );
+        match answer {
+            Ok(addrs) => {
+                for addr in addrs {
+                    match open(wildcard(&addr), Some(addr), &control) {
+                        Ok(socket) => match self.open_datagram(key, socket, Some(addr)) {
+                            Ok(()) => {
+                                // What was sent while resolving leaves now.
+                                self.flush_datagram(key);
+                                return;
+                            }
+                            Err(e) => failure = e,
+                        },
+                        Err(e) => {
+                            failure =
+                                Error::from_io("connect datagram socket", e).with_address(addr)
+                        }
+                    }
+                }
+            }
+            Err(e) => failure = e,
+        }
+        if let Some(Source::Datagram(st)) = self.sources.get_mut(key) {
+            st.phase = Phase::Closed;
+            st.out.clear();
+        }
+        self.finish_later(key, Err(failure));
+    }
+}

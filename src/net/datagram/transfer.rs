@@ -1,0 +1,572 @@
+//! Datagrams out (the queue, the flush after a handler, errors reported later) and in
+//! (to `WouldBlock` within a per-turn budget, through the reactor's scratch buffer),
+//! and the datagram socket's side of the reactor's seam.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use super::queue::SendQueue;
+use super::{stale, DatagramEvent, DatagramSocket, Message, Phase};
+use crate::error::{Error, SocketErrorStatus};
+use crate::io::sys;
+use crate::net::listener::canonical;
+use crate::reactor::{panicked, Key, Kind, Reactor, Source};
+
+/// The largest UDP payload over IPv4: 65,535 bytes less the IPv4 and UDP headers.
+const MAX_PAYLOAD_V4: usize = 65_535 - 20 - 8;
+/// The largest UDP payload over IPv6 without jumbograms.
+const MAX_PAYLOAD_V6: usize = 65_535 - 8;
+
+/// What one datagram counts against the read budget besides its bytes: the cost of
+/// the system call and the handler call, so that a flood of empty datagrams ends a
+/// turn too.
+const PER_DATAGRAM: usize = 256;
+
+/// Errors kept for reporting at most, per socket, until the handler has seen them;
+/// later ones are logged.
+const MAX_ERRORS: usize = 64;
+
+/// A free slot of a send batch.
+const EMPTY: sys::Outgoing<'static> = sys::Outgoing {
+    data: &[],
+    to: None,
+    from: None,
+    segment: None,
+};
+
+/// The most bytes one GSO send carries: what one IPv4 datagram could.
+const GSO_MAX_BYTES: usize = MAX_PAYLOAD_V4;
+
+impl DatagramSocket {
+    /// Sends `data` as one datagram to `to`. Inside a handler, datagrams sent during
+    /// the call leave, in order, when it returns; outside one, at once. When the
+    /// kernel's send buffer is full, they wait in the socket's queue, bounded by the
+    /// reactor's watermarks (see [`Builder::watermarks`](crate::Builder::watermarks)).
+    /// The kernel's refusal of a queued datagram (an unreachable network, say) is
+    /// reported to the handler as [`DatagramEvent::Error`] with the destination.
+    ///
+    /// # Errors
+    ///
+    /// - `MessageTooLong` if `data` cannot be one UDP datagram (over 65,507 bytes to
+    ///   IPv4, 65,527 to IPv6);
+    /// - `NoBufferSpaceAvailable` if the queue is at its limit: nothing is queued, and
+    ///   [`DatagramEvent::Drained`] comes once it has room;
+    /// - `AddressFamilyNotSupported` for an IPv6 destination on an IPv4 socket;
+    /// - `InvalidState` while a socket made with [`connect`](Self::connect) resolves
+    ///   its peer's name ([`send`](Self::send) queues meanwhile);
+    /// - `InvalidHandle` if closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{DatagramSocket, Reactor};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// let socket = DatagramSocket::bind(&mut reactor, "127.0.0.1", 0, |_, _, _, _| {})?;
+    /// let to = socket.information(&reactor)?.local_address.unwrap();
+    /// socket.send_to(&mut reactor, to, b"to myself")?;
+    /// let err = socket.send_to(&mut reactor, to, &vec![0; 65_536]).unwrap_err();
+    /// assert_eq!(err.status(), sockloop::SocketErrorStatus::MessageTooLong);
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn send_to<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        to: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        reactor.datagram_send(self.0, Some(to), None, data, "send to")
+    }
+
+    /// [`send_to`](Self::send_to) from the local address `from`: the way a server
+    /// bound to a wildcard answers from the address a request came to
+    /// ([`Message::local`]), so that the client sees the reply come from where it sent.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_to`](Self::send_to). A `from` that is not local is refused by the
+    /// kernel and reported as [`DatagramEvent::Error`] (`CannotAssignRequestedAddress`
+    /// or `InvalidArgument`).
+    pub fn send_to_from<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        to: SocketAddr,
+        from: IpAddr,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        reactor.datagram_send(self.0, Some(to), Some(from), data, "send to")
+    }
+
+    /// Sends `data` as one datagram to the peer of a connected socket (made with
+    /// [`connect`](Self::connect)), as [`send_to`](Self::send_to) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_to`](Self::send_to); `InvalidState` if the socket is not connected.
+    pub fn send<S: 'static>(self, reactor: &mut Reactor<S>, data: &[u8]) -> Result<(), Error> {
+        reactor.datagram_send(self.0, None, None, data, "send")
+    }
+
+    /// Sends what is queued now, even inside a handler.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if closed.
+    pub fn flush<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
+        reactor.datagram_mut(self.0, "flush")?;
+        reactor.flush_datagram(self.0);
+        Ok(())
+    }
+}
+
+/// Errors the kernel reports for an earlier datagram (ICMP answers, kept on the
+/// socket until the next call): they fail a call without saying anything about it.
+fn is_deferred_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENETDOWN
+                | libc::EPROTO
+                | libc::EMSGSIZE
+        )
+    )
+}
+
+/// Where a datagram goes, as the socket sends it: `None` to the peer of a connected
+/// socket (or of one resolving its name); an IPv4 address mapped on an IPv6 socket,
+/// an IPv4-mapped one made plain on an IPv4 socket.
+fn destination(
+    ipv6: bool,
+    phase: Phase,
+    remote: Option<SocketAddr>,
+    to: Option<SocketAddr>,
+    operation: &'static str,
+) -> Result<Option<SocketAddr>, Error> {
+    let invalid =
+        |detail| Error::new(SocketErrorStatus::InvalidState, operation).with_detail(detail);
+    match (to.map(canonical), phase) {
+        (None, Phase::Resolving) => Ok(None),
+        (None, _) if remote.is_some() => Ok(None),
+        (None, _) => Err(invalid("the socket is not connected; use send_to")),
+        (Some(_), Phase::Resolving) => Err(invalid(
+            "the socket is resolving its peer's name; send queues for the peer, \
+             send_to must wait until it is connected",
+        )),
+        (Some(SocketAddr::V4(v4)), _) if ipv6 => Ok(Some(SocketAddr::new(
+            IpAddr::V6(v4.ip().to_ipv6_mapped()),
+            v4.port(),
+        ))),
+        (Some(v6 @ SocketAddr::V6(_)), _) if !ipv6 => Err(Error::new(
+            SocketErrorStatus::AddressFamilyNotSupported,
+            operation,
+        )
+        .with_address(v6)
+        .with_detail("an IPv4 socket cannot send to an IPv6 address")),
+        (Some(addr), _) => Ok(Some(addr)),
+    }
+}
+
+impl<S: 'static> Reactor<S> {
+    fn datagram_send(
+        &mut self,
+        key: Key,
+        to: Option<SocketAddr>,
+        from: Option<IpAddr>,
+        data: &[u8],
+        operation: &'static str,
+    ) -> Result<(), Error> {
+        let (limit, high) = (self.config.write_limit, self.config.high_watermark);
+        let Some((Source::Datagram(st), _, mut queue)) = self.source_for_write(key) else {
+            return Err(stale(operation));
+        };
+        if st.phase == Phase::Closed {
+            return Err(stale(operation));
+        }
+        let to = destination(st.ipv6, st.phase, st.remote, to, operation)?;
+        let v6_path = match to.or(st.remote) {
+            Some(addr) => addr.is_ipv6() && !addr.ip().to_canonical().is_ipv4(),
+            None => false, // resolving: the size is checked against IPv4's
+        };
+        let max = if v6_path {
+            MAX_PAYLOAD_V6
+        } else {
+            MAX_PAYLOAD_V4
+        };
+        if data.len() > max {
+            let err =
+                Error::new(SocketErrorStatus::MessageTooLong, operation).with_detail(format!(
+                    "{} bytes; one UDP datagram over IPv{} carries at most {max}",
+                    data.len(),
+                    if v6_path { 6 } else { 4 }
+                ));
+            return Err(match to.or(st.remote) {
+                Some(addr) => err.with_address(canonical(addr)),
+                None => err,
+            });
+        }
+        let queued = st.out.len();
+        if queued.saturating_add(data.len()) > limit {
+            st.over_high = true;
+            return Err(Error::refused(operation, queued, data.len(), limit));
+        }
+        st.out.push(data, to, from);
+        if st.out.len() > high {
+            st.over_high = true;
+        }
+        if !queue.defer(key, &mut st.dirty) {
+            self.flush_datagram(key);
+        }
+        Ok(())
+    }
+
+    /// Sends queued datagrams until the kernel's buffer is full, up to
+    /// [`sys::SEND_BATCH`] per `sendmmsg`. Errors and `Drained` are reported once no
+    /// handler runs.
+    pub(crate) fn flush_datagram(&mut self, key: Key) {
+        let low = self.config.low_watermark;
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        st.dirty = false;
+        let Some(io) = st.io.as_ref() else {
+            return; // still resolving
+        };
+        // An error that may be an earlier datagram's (an ICMP answer kept on a
+        // connected socket): reported once the retry of the datagram it failed tells
+        // whose it was.
+        let mut held: Option<Error> = None;
+        while let Some((item, _)) = st.out.front() {
+            match send_front(io, &st.out, st.batching, &mut st.gso) {
+                Ok(sent) => {
+                    // The retried datagram went: the error was an earlier one's.
+                    st.errors.extend(held.take());
+                    for _ in 0..sent {
+                        st.out.pop();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let earlier = st.remote.is_some() && is_deferred_error(&e) && !item.retried;
+                    let mut err = Error::from_io("send", e);
+                    if let Some(address) = item.to.or(st.remote) {
+                        err = err.with_address(canonical(address));
+                    }
+                    if earlier {
+                        // Taken off the socket now: this datagram is tried again, once.
+                        if let Some(item) = st.out.front_mut() {
+                            item.retried = true;
+                        }
+                        held = Some(err);
+                        continue;
+                    }
+                    // Failed again, or refused for itself: its own error, reported
+                    // once.
+                    held = None;
+                    st.out.pop();
+                    if st.errors.len() < MAX_ERRORS {
+                        st.errors.push(err);
+                    } else {
+                        log::debug!("datagram socket {key:?}: {err} (not reported: too many)");
+                    }
+                }
+            }
+        }
+        st.errors.extend(held);
+        let mut report = !st.errors.is_empty();
+        if st.over_high && st.out.len() <= low {
+            st.over_high = false;
+            st.drained_due = true;
+            report = true;
+        }
+        if report && !st.report_queued {
+            st.report_queued = true;
+            self.drained_later(key);
+        }
+    }
+
+    /// Reports the errors of queued datagrams, then `Drained` if due.
+    fn datagram_report(&mut self, state: &mut S, key: Key) {
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        st.report_queued = false;
+        if st.phase == Phase::Closed {
+            return; // `Closed` is on its way, and is the last event
+        }
+        let errors = std::mem::take(&mut st.errors);
+        for err in errors {
+            if !self.call_datagram(state, key, DatagramEvent::Error(err)) {
+                return;
+            }
+        }
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return;
+        };
+        if st.drained_due && !st.over_high {
+            st.drained_due = false;
+            self.call_datagram(state, key, DatagramEvent::Drained);
+        }
+    }
+
+    /// Reads datagrams until `WouldBlock` or the budget, each delivered from the
+    /// reactor's scratch buffer.
+    fn datagram_read(&mut self, state: &mut S, key: Key) {
+        let budget = self.config.read_budget;
+        let mut used = 0usize;
+        loop {
+            let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+                return;
+            };
+            let (Phase::Open, Some(io), Some(local)) = (st.phase, st.io.as_ref(), st.local) else {
+                return;
+            };
+            if used >= budget {
+                if !st.queued_ready {
+                    st.queued_ready = true;
+                    self.serve_next_turn(key);
+                }
+                return;
+            }
+            match sys::recv_msg(io, &mut self.scratch) {
+                Ok(rx) => {
+                    // A coalesced receive (GRO) holds several datagrams of `segment`
+                    // bytes each, the last maybe shorter: one message each.
+                    let segment = rx.segment_size.filter(|s| *s < rx.len).unwrap_or(rx.len);
+                    let count = rx.len.div_ceil(segment.max(1)).max(1);
+                    used = used.saturating_add(rx.len + PER_DATAGRAM * count);
+                    let local = SocketAddr::new(
+                        rx.destination.map_or(local.ip(), |ip| ip.to_canonical()),
+                        local.port(),
+                    );
+                    // Out of the reactor for the call, so that the handler can have
+                    // the reactor and the bytes at once.
+                    let scratch = std::mem::take(&mut self.scratch);
+                    for (i, start) in (0..rx.len.max(1)).step_by(segment.max(1)).enumerate() {
+                        let message = Message {
+                            remote: canonical(rx.source),
+                            local,
+                            data: &scratch[start.min(rx.len)..(start + segment).min(rx.len)],
+                            truncated: rx.truncated && i + 1 == count,
+                        };
+                        let event = DatagramEvent::MessageReceived(message);
+                        if !self.call_datagram(state, key, event) {
+                            break;
+                        }
+                    }
+                    self.scratch = scratch;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_deferred_error(&e) => {
+                    used = used.saturating_add(PER_DATAGRAM);
+                    let remote = st.remote;
+                    let mut err = Error::from_io("receive", e);
+                    if let Some(remote) = remote {
+                        err = err.with_address(remote);
+                    }
+                    self.call_datagram(state, key, DatagramEvent::Error(err));
+                }
+                Err(e) => {
+                    let err = Error::from_io("receive", e).with_address(local);
+                    st.phase = Phase::Closed;
+                    self.finish_later(key, Err(err));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Calls the socket's handler (taken out of its slot for the call and put back
+    /// after). Returns whether the socket is still open.
+    fn call_datagram(&mut self, state: &mut S, key: Key, event: DatagramEvent<'_>) -> bool {
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return false;
+        };
+        let Some(mut handler) = st.handler.take() else {
+            return false;
+        };
+        let returned = self
+            .in_handler(|r| handler(r, state, DatagramSocket(key), event))
+            .is_some();
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return false;
+        };
+        st.handler.get_or_insert(handler);
+        if returned {
+            return st.phase != Phase::Closed;
+        }
+        if st.phase != Phase::Closed {
+            // The same handler gets the one `Closed` event; nothing else of this
+            // socket is delivered or sent.
+            st.phase = Phase::Closed;
+            st.out.clear();
+            self.finish_later(key, Err(panicked("datagram handler")));
+        }
+        false
+    }
+
+    fn finish_datagram(&mut self, state: &mut S, key: Key, result: Result<(), Error>) {
+        let Some(Source::Datagram(mut st)) = self.remove_source(key) else {
+            return;
+        };
+        if let Some(io) = st.io.as_mut() {
+            let _ = self.poll.registry().deregister(io);
+        }
+        log::debug!("datagram socket {key:?} closed: {result:?}");
+        if let Some(mut handler) = st.handler.take() {
+            self.in_handler(|r| {
+                handler(r, state, DatagramSocket(key), DatagramEvent::Closed(result))
+            });
+        }
+    }
+}
+
+/// How many of the oldest queued datagrams can leave as one GSO send: same
+/// destination and source, same non-zero size (the last may be shorter), within the
+/// kernel's limits. 0 or 1: none worth it.
+fn gso_run(out: &SendQueue) -> (usize, usize) {
+    let mut items = out.first(sys::GSO_MAX_SEGMENTS);
+    let Some((first, data)) = items.next() else {
+        return (0, 0);
+    };
+    let size = data.len();
+    if size == 0 || size > usize::from(u16::MAX) {
+        return (0, 0);
+    }
+    let (mut count, mut total) = (1, size);
+    for (item, data) in items {
+        if item.to != first.to
+            || item.from != first.from
+            || data.is_empty()
+            || data.len() > size
+            || total + data.len() > GSO_MAX_BYTES
+        {
+            break;
+        }
+        count += 1;
+        total += data.len();
+        if data.len() < size {
+            break; // a shorter one ends the run
+        }
+    }
+    (count, size)
+}
+
+/// How many of the oldest `limit` queued datagrams come before the first one that
+/// starts a GSO run (at least 1).
+fn next_run(out: &SendQueue, limit: usize) -> usize {
+    let mut previous: Option<(super::queue::Queued, usize)> = None;
+    for (i, (item, data)) in out.first(limit).enumerate() {
+        if let Some((prev, size)) = previous {
+            let joins = prev.to == item.to && prev.from == item.from && data.len() == size;
+            if joins && size > 0 && 2 * size <= GSO_MAX_BYTES && i >= 2 {
+                return i - 1; // `prev` starts a run of at least two
+            }
+        }
+        previous = Some((item, data.len()));
+    }
+    limit
+}
+
+/// Sends the oldest queued datagrams and returns how many left: a run of same-size
+/// datagrams with one GSO `sendmsg` when `gso` (turned off for good if the kernel
+/// refuses it), else up to [`sys::SEND_BATCH`] in one `sendmmsg` when `batching`, else
+/// one with `sendmsg`.
+fn send_front(
+    io: &mio::net::UdpSocket,
+    out: &SendQueue,
+    batching: bool,
+    gso: &mut bool,
+) -> io::Result<usize> {
+    if *gso {
+        let (count, size) = gso_run(out);
+        if count >= 2 {
+            let (first, _) = out.front().expect("a run has a first datagram");
+            let train = sys::Outgoing {
+                data: out.contiguous(count),
+                to: first.to,
+                from: first.from,
+                segment: u16::try_from(size).ok(),
+            };
+            match sys::send_msg(io, &train) {
+                Ok(_) => return Ok(count),
+                // Refused as such: never again on this socket; the run goes below.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                    ) =>
+                {
+                    log::debug!("UDP GSO refused ({e}); sending without it");
+                    *gso = false;
+                }
+                // Any other error is the first datagram's (or an earlier one's), as
+                // for a single send: the caller reports it, drops or retries that one,
+                // and the rest go on.
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let mut limit = if batching { sys::SEND_BATCH } else { 1 };
+    if *gso {
+        // Up to the next run worth a GSO send, which the next call sends whole.
+        limit = limit.min(next_run(out, limit));
+    }
+    let mut batch = [EMPTY; sys::SEND_BATCH];
+    let mut n = 0;
+    for ((queued, data), slot) in out.first(limit).zip(&mut batch) {
+        *slot = sys::Outgoing {
+            data,
+            to: queued.to,
+            from: queued.from,
+            segment: None,
+        };
+        n += 1;
+    }
+    if n == 1 {
+        sys::send_msg(io, &batch[0]).map(|_| 1)
+    } else {
+        sys::send_mmsg(io, &batch[..n])
+    }
+}
+
+/// Datagram sockets, as the loop sees them.
+pub(crate) struct DatagramKind;
+
+impl<S: 'static> Kind<S> for DatagramKind {
+    fn ready(r: &mut Reactor<S>, state: &mut S, key: Key, event: &mio::event::Event) {
+        if event.is_writable() || event.is_error() {
+            r.flush_datagram(key);
+        }
+        // A socket queued to be served this turn (over its budget last turn) is read
+        // from the queue only, so that it does not read twice its budget in a turn.
+        let queued = matches!(r.sources.get(key), Some(Source::Datagram(st)) if st.queued_ready);
+        if !queued && (event.is_readable() || event.is_error()) {
+            r.datagram_read(state, key);
+        }
+    }
+
+    fn serve(r: &mut Reactor<S>, state: &mut S, key: Key) {
+        if let Some(Source::Datagram(st)) = r.sources.get_mut(key) {
+            st.queued_ready = false;
+        }
+        r.datagram_read(state, key);
+    }
+
+    fn flush(r: &mut Reactor<S>, key: Key) {
+        r.flush_datagram(key);
+    }
+
+    fn drained(r: &mut Reactor<S>, state: &mut S, key: Key) {
+        r.datagram_report(state, key);
+    }
+
+    fn finish(r: &mut Reactor<S>, state: &mut S, key: Key, result: Result<(), Error>) {
+        r.finish_datagram(state, key, result);
+    }
+}
