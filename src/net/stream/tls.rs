@@ -7,6 +7,7 @@
 //! the write queue's chunks; bytes queued before an upgrade leave first, in clear.
 
 use std::io;
+use std::time::Duration;
 
 use super::receive::injected;
 use super::state::{writable_state, Cold, Phase, ReadSide, StreamState};
@@ -179,6 +180,55 @@ impl StreamSocket {
         upgradable(reactor.stream_ref(self.0, operation)?, operation)?;
         let session = TlsSession::server(config, Announce::Upgraded)?;
         reactor.upgrade(self.0, session)
+    }
+
+    /// Gives the TLS handshake under way `timeout`, counted from now, instead of what
+    /// it had: for an in-place upgrade, whose handshake otherwise gets the default
+    /// 10 s (the control's
+    /// [`tls_handshake_timeout`](crate::StreamSocketControl::tls_handshake_timeout)
+    /// applies to `connect` and to accepted sockets). A handshake not complete by
+    /// then closes the socket with `ConnectionTimedOut`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use sockloop::{HostName, ProtectionLevel, Reactor, StreamSocket};
+    /// # #[allow(dead_code)]
+    /// # fn on_go_ahead(reactor: &mut Reactor<()>, socket: StreamSocket) -> Result<(), sockloop::Error> {
+    /// // The server said `220` to `STARTTLS`:
+    /// let host = HostName::new("mail.example.com")?;
+    /// socket.upgrade_to_tls(reactor, ProtectionLevel::Ssl, &host)?;
+    /// socket.set_tls_handshake_timeout(reactor, Duration::from_secs(3))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidState` if the socket does not run TLS or its handshake is complete;
+    /// `InvalidHandle` if closed.
+    pub fn set_tls_handshake_timeout<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let operation = "set tls handshake timeout";
+        let st = reactor.stream_mut(self.0, operation)?;
+        let Some(tls) = st.tls_mut().filter(|t| t.is_handshaking()) else {
+            return Err(Error::new(SocketErrorStatus::InvalidState, operation)
+                .with_detail("no TLS handshake under way"));
+        };
+        tls.timeout = timeout;
+        let armed = st
+            .cold
+            .as_ref()
+            .is_some_and(|c| c.handshake_timer.is_some());
+        if armed {
+            // Counted from now; a socket still connecting gets it once connected.
+            reactor.arm_handshake_timer(self.0);
+        }
+        Ok(())
     }
 
     /// What the TLS session negotiated: version, cipher suite, ALPN, SNI and the
