@@ -167,6 +167,9 @@ pub(crate) struct TlsSession {
     /// Ciphertext of a record (or handshake message) that arrived in part; no
     /// allocation while empty.
     cipher_in: Vec<u8>,
+    /// The size of the first record of the last read: reads are sized to end where
+    /// records of that size would, so that none is left in part.
+    record_len: usize,
     /// What to tell the handler when the handshake completes; `None` once done.
     pub(crate) announce: Option<Announce>,
     /// The name sent as SNI (client side) or received (server side).
@@ -232,6 +235,7 @@ impl TlsSession {
                 failed: false,
             },
             cipher_in: Vec::new(),
+            record_len: 0,
             announce: Some(announce),
             hello_seen: sni.is_some(),
             sni,
@@ -273,7 +277,7 @@ impl TlsSession {
             self.flags.early.extend_from_slice(data);
             return Ok(());
         }
-        self.pump(&mut [], data, None, out, pool).map(|_| ())
+        self.pump_kept(data, out, pool)
     }
 
     /// Queues what the session has to send (handshake records, plaintext held until
@@ -282,7 +286,25 @@ impl TlsSession {
         if self.flags.failed {
             return Ok(());
         }
-        self.pump(&mut [], &[], None, out, pool).map(|_| ())
+        self.pump_kept(&[], out, pool)
+    }
+
+    /// Drives the connection without new input. rustls is given the ciphertext kept
+    /// from earlier reads, as it must be: a handshake message spread over records
+    /// it has seen in part is still read from there.
+    fn pump_kept(
+        &mut self,
+        app: &[u8],
+        out: &mut Outbound,
+        pool: &mut BufPool,
+    ) -> Result<(), Error> {
+        let mut kept = std::mem::take(&mut self.cipher_in);
+        let result = self.pump(&mut kept, app, None, out, pool);
+        if let Ok(used) = result {
+            kept.drain(..used);
+        }
+        self.cipher_in = kept;
+        result.map(|_| ())
     }
 
     /// Queues close_notify: now, or once the handshake completes.
@@ -313,11 +335,15 @@ impl TlsSession {
         let done = if kept <= area.len() / 2 {
             // The usual case: ciphertext is read into the shared buffer, behind what
             // was kept (moved there first), and processed in place.
-            let wanted = (area.len() - kept).min(room.max(1));
+            let wanted =
+                read_size(&self.cipher_in, area.len() - kept, self.record_len).min(room.max(1));
             let read = io.read(&mut area[kept..kept + wanted])?;
             area[..kept].copy_from_slice(&self.cipher_in);
             self.cipher_in.clear();
             let filled = kept + read;
+            if let Some(len) = record_len(&area[..filled]) {
+                self.record_len = len;
+            }
             self.look_for_sni(&area[..filled]);
             let result = self.pump(&mut area[..filled], &[], Some(plain), out, pool);
             if let Ok(used) = result {
@@ -514,6 +540,41 @@ fn parse_hello(record: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// The size of the record starting `buf`, if its header is there.
+fn record_len(buf: &[u8]) -> Option<usize> {
+    let header = buf.get(..5)?;
+    Some(5 + usize::from(u16::from_be_bytes([header[3], header[4]])))
+}
+
+/// How much to read behind the ciphertext `kept`, with `space` free: the rest of the
+/// record it ends with, and then as many records of `record_len` bytes (the size the
+/// peer's records had) as fit. A read that ends on a record boundary leaves nothing
+/// to keep and to move (a peer sending full records, as in a bulk transfer, sends
+/// them all the same size). Anything else is still read and kept correctly.
+fn read_size(kept: &[u8], space: usize, record_len: usize) -> usize {
+    // The record `kept` ends in (it starts on a record boundary).
+    let mut at = 0;
+    let mut missing = 0;
+    while let Some(len) = kept.get(at..).and_then(self::record_len) {
+        if at + len > kept.len() {
+            missing = at + len - kept.len();
+            break;
+        }
+        at += len;
+    }
+    if (at < kept.len() && missing == 0) || missing > space {
+        return space; // a header in part, or a record longer than the room
+    }
+    let records = match record_len {
+        0 => 0,
+        len => (space - missing) / len * len,
+    };
+    match missing + records {
+        0 => space,
+        n => n,
+    }
+}
+
 /// The state machine over `incoming`, until it needs more input.
 fn pump<D: Side>(
     conn: &mut UnbufferedConnectionCommon<D>,
@@ -547,11 +608,15 @@ fn pump<D: Side>(
         let mut stop = false;
         match state {
             ConnectionState::ReadTraffic(mut records) => {
+                let Some(plain) = plain.as_deref_mut() else {
+                    // Kept ciphertext is never whole records of data (they are
+                    // decrypted when read): never dropped, but refused.
+                    return Err(Error::new(SocketErrorStatus::ProtocolError, operation)
+                        .with_detail("application data outside a read"));
+                };
                 while let Some(record) = records.next_record() {
                     let record = record.map_err(|e| tls_error(operation, &e))?;
-                    if let Some(plain) = plain.as_deref_mut() {
-                        plain.put(record.payload);
-                    }
+                    plain.put(record.payload);
                 }
             }
             ConnectionState::ReadEarlyData(_) => {
@@ -779,6 +844,32 @@ mod tests {
         }
         // Not a handshake record.
         assert_eq!(client_hello_sni(b"EHLO x\r\n"), Hello::Done(None));
+    }
+
+    #[test]
+    fn reads_end_on_record_boundaries() {
+        let record = |len: usize| {
+            let mut r = vec![23, 3, 3];
+            r.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+            r.resize(5 + len, 0);
+            r
+        };
+        // Nothing kept: as many records of the last size as fit, else all the room.
+        assert_eq!(read_size(&[], 40_000, 16_406), 32_812);
+        assert_eq!(read_size(&[], 10_000, 16_406), 10_000);
+        assert_eq!(read_size(&[], 10_000, 0), 10_000);
+        // Part of a record kept: its rest, then whole records.
+        let full = record(16_401);
+        assert_eq!(read_size(&full[..1000], 39_000, 16_406), 15_406 + 16_406);
+        assert_eq!(read_size(&full[..1000], 20_000, 16_406), 15_406);
+        // Its rest does not fit: all the room.
+        assert_eq!(read_size(&full[..1000], 10_000, 16_406), 10_000);
+        // A header in part: all the room.
+        assert_eq!(read_size(&full[..3], 40_000, 16_406), 40_000);
+        // Whole records, then part of one (a handshake message over records).
+        let mut two = record(100);
+        two.extend_from_slice(&record(200)[..50]);
+        assert_eq!(read_size(&two, 1000, 0), 155);
     }
 
     #[test]

@@ -19,12 +19,13 @@ use crate::net::hostname::HostName;
 use crate::reactor::{Key, Reactor, Source, SourceTimer};
 use crate::tls::{
     Announce, Plaintext, ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig,
-    TlsSession,
+    TlsSession, MAX_RECORD,
 };
 
-/// The read buffer TLS needs at least: half of it for ciphertext (a whole record and
-/// then some), half for the plaintext decrypted from it.
-const TLS_SCRATCH: usize = 64 * 1024;
+/// The read buffer TLS needs at least: half of it for ciphertext (two whole records,
+/// so that a bulk transfer reads two at a time, each read ending on a record
+/// boundary), half for the plaintext decrypted from it.
+const TLS_SCRATCH: usize = 2 * 2 * MAX_RECORD;
 
 /// Moves what the session has to send into the stream's write queue.
 pub(crate) fn queue_records<S: 'static>(
