@@ -88,8 +88,9 @@ fn serve(addr_tx: std::sync::mpsc::Sender<(SocketAddr, sockloop::Remote<Server>)
                 server.accepted += 1;
                 server.live += 1;
                 server.peak = server.peak.max(server.live);
-                let claimed = c.socket.set_handler(r, |r, server: &mut Server, socket, event| {
-                    match event {
+                let claimed = c
+                    .socket
+                    .set_handler(r, |r, server: &mut Server, socket, event| match event {
                         StreamEvent::Received(mut input) => {
                             if socket.write(r, input.bytes()).is_ok() {
                                 input.consume_all();
@@ -100,8 +101,7 @@ fn serve(addr_tx: std::sync::mpsc::Sender<(SocketAddr, sockloop::Remote<Server>)
                         }
                         StreamEvent::Closed(_) => server.live -= 1,
                         _ => {}
-                    }
-                });
+                    });
                 if let Err(e) = claimed {
                     eprintln!("load: server: {e}");
                 }
@@ -110,7 +110,9 @@ fn serve(addr_tx: std::sync::mpsc::Sender<(SocketAddr, sockloop::Remote<Server>)
     )
     .expect("bind");
     let addr = listener.local_address(&reactor).expect("address");
-    addr_tx.send((addr, reactor.remote())).expect("send address");
+    addr_tx
+        .send((addr, reactor.remote()))
+        .expect("send address");
     let mut server = Server::default();
     reactor.run(&mut server).expect("server run");
     server
@@ -192,7 +194,10 @@ fn client_handler(
                 eprintln!("load: connection {i}: {e}");
                 client.failed += 1;
             } else if client.conns[i].round != client.rounds {
-                eprintln!("load: connection {i} closed after {} rounds", client.conns[i].round);
+                eprintln!(
+                    "load: connection {i} closed after {} rounds",
+                    client.conns[i].round
+                );
                 client.failed += 1;
             }
         }
