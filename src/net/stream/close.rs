@@ -51,6 +51,7 @@ impl<S: 'static> Reactor<S> {
             // A lookup still queued or running for it goes (a connect timeout takes
             // the plan before this).
             self.cancel_resolution(key);
+            self.accepted_connection_gone(cold.listener);
             if let Some(plan) = cold.connect.take() {
                 self.cancel_internal_timer(plan.stagger);
                 self.cancel_internal_timer(plan.timeout);
