@@ -179,7 +179,7 @@ pub use framing::{
 };
 pub use io::inbound::Input;
 pub use net::control::{
-    KeepAlive, QualityOfService, RoundTripTimeStatistics, StreamSocketControl,
+    KeepAlive, OverLimit, QualityOfService, RoundTripTimeStatistics, StreamSocketControl,
     StreamSocketInformation, StreamSocketListenerControl,
 };
 pub use net::datagram::{

@@ -419,8 +419,42 @@ pub struct StreamSocketListenerControl {
     pub(crate) reuse_port: bool,
     pub(crate) only_ipv6: bool,
     pub(crate) accepted: StreamSocketControl,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) over_limit: OverLimit,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<TlsServerConfig>,
+}
+
+/// What a listener does while it has its
+/// [`max_connections`](StreamSocketListenerControl::max_connections) live accepted
+/// connections. Neither policy spins: a paused listener is out of the poller until a
+/// connection closes; a rejecting one accepts until the kernel's queue is empty.
+///
+/// # Examples
+///
+/// ```
+/// use sockloop::{OverLimit, StreamSocketListenerControl};
+///
+/// let control = StreamSocketListenerControl::new()
+///     .max_connections(Some(10_000))
+///     .over_limit(OverLimit::Reject);
+/// assert_eq!(control.get_max_connections(), Some(10_000));
+/// assert_eq!(control.get_over_limit(), OverLimit::Reject);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverLimit {
+    /// Stop accepting until one of the listener's connections closes: new
+    /// connections wait in the kernel's accept queue (the
+    /// [`backlog`](StreamSocketListenerControl::backlog)); once it is full, the kernel
+    /// drops further SYNs and clients retry, then time out.
+    #[default]
+    Pause,
+    /// Accept each new connection and reset it at once (`SO_LINGER` 0: the client
+    /// gets RST, `ConnectionResetByPeer`); the handler is not called, and
+    /// [`StreamSocketListener::rejected_connections`](crate::StreamSocketListener::rejected_connections)
+    /// counts them.
+    Reject,
 }
 
 impl Default for StreamSocketListenerControl {
@@ -430,6 +464,8 @@ impl Default for StreamSocketListenerControl {
             reuse_port: false,
             only_ipv6: false,
             accepted: StreamSocketControl::default(),
+            max_connections: None,
+            over_limit: OverLimit::Pause,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -473,6 +509,40 @@ impl StreamSocketListenerControl {
     pub fn accepted(mut self, control: StreamSocketControl) -> Self {
         self.accepted = control;
         self
+    }
+
+    /// The most connections accepted by the listener that may be live at once (not
+    /// yet `Closed`, nor taken out with
+    /// [`into_std`](crate::StreamSocket::into_std)); `None`, the default, for no
+    /// limit. Over it, the listener does what [`over_limit`](Self::over_limit) says.
+    /// A limit of 0 is taken as 1.
+    ///
+    /// A connection closed gracefully counts as gone when its `Closed` is delivered,
+    /// though its descriptor may stay open a little longer to read the peer's last
+    /// bytes (the linger after `close`, bounded in time).
+    #[must_use]
+    pub fn max_connections(mut self, max: Option<usize>) -> Self {
+        self.max_connections = max.map(|m| m.max(1));
+        self
+    }
+
+    /// What to do with new connections at the
+    /// [`max_connections`](Self::max_connections) limit; [`OverLimit::Pause`] by
+    /// default.
+    #[must_use]
+    pub fn over_limit(mut self, policy: OverLimit) -> Self {
+        self.over_limit = policy;
+        self
+    }
+
+    /// The limit on live accepted connections, if any.
+    pub fn get_max_connections(&self) -> Option<usize> {
+        self.max_connections
+    }
+
+    /// The policy at the limit.
+    pub fn get_over_limit(&self) -> OverLimit {
+        self.over_limit
     }
 
     #[cfg(feature = "tls")]

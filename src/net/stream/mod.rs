@@ -414,6 +414,7 @@ impl StreamSocket {
         };
         let mut io = st.io.take().ok_or_else(|| stale("into std"))?;
         let _ = reactor.poll.registry().deregister(&mut io);
+        reactor.accepted_connection_gone(st.cold.as_ref().and_then(|c| c.listener));
         Ok(std::net::TcpStream::from(io))
     }
 }

@@ -104,6 +104,9 @@ pub(crate) struct Cold {
     pub(crate) host: Option<HostName>,
     /// The linger timer of a closing socket.
     pub(crate) timer: Option<Key>,
+    /// The listener that accepted it, when that listener limits its live connections
+    /// (told when this one goes).
+    pub(crate) listener: Option<Key>,
     /// The TLS session, with `tls` set.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Box<TlsSession>>,
