@@ -148,6 +148,55 @@ impl Identity {
     }
 }
 
+/// Which roots a client trusts: [`TlsClientOptions::trust_roots`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum TrustRoots {
+    /// Mozilla's roots, compiled in (webpki-roots): the same on every machine, and
+    /// there on a machine without a system store. The default.
+    #[default]
+    Webpki,
+    /// The operating system's store (rustls-native-certs): what the machine's
+    /// administrator trusts, including a company's own CA.
+    System,
+    /// Both: Mozilla's roots and the system's.
+    SystemAndWebpki,
+}
+
+/// The system's roots (rustls-native-certs), added to `into` or to a new store.
+fn system_roots(into: Option<&mut RootCertStore>) -> Result<RootCertStore, Error> {
+    const OP: &str = "system root certificates";
+    let loaded = rustls_native_certs::load_native_certs();
+    let failures = loaded
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut own = RootCertStore::empty();
+    let store = match into {
+        Some(store) => store,
+        None => &mut own,
+    };
+    let found = loaded.certs.len();
+    let (added, skipped) = store.add_parsable_certificates(loaded.certs);
+    if skipped > 0 {
+        log::warn!("{OP}: {skipped} of {found} certificates could not be used");
+    }
+    if added == 0 {
+        let why = if failures.is_empty() {
+            "the system store holds no usable certificate".to_string()
+        } else {
+            format!("the system store could not be loaded: {failures}")
+        };
+        return Err(Error::new(SocketErrorStatus::NotSupported, OP).with_detail(why));
+    }
+    if !failures.is_empty() {
+        log::warn!("{OP}: {added} loaded, but: {failures}");
+    }
+    Ok(own)
+}
+
 /// A store of the certificates in `pem`.
 fn root_store(pem: &[u8], op: &'static str) -> Result<RootCertStore, Error> {
     let mut store = RootCertStore::empty();
@@ -201,6 +250,8 @@ pub struct TlsClientOptions {
 struct ClientInner {
     /// `None`: webpki roots.
     roots: Option<Arc<RootCertStore>>,
+    /// Where `roots` came from, for `Debug`.
+    roots_from: Option<TrustRoots>,
     alpn: Vec<Vec<u8>>,
     config: Option<Arc<ClientConfig>>,
     /// The client certificate, for servers that ask for one.
@@ -220,6 +271,7 @@ impl TlsClientOptions {
     fn with(&self, change: impl FnOnce(&mut ClientInner)) -> TlsClientOptions {
         let mut inner = ClientInner {
             roots: self.inner.roots.clone(),
+            roots_from: self.inner.roots_from,
             alpn: self.inner.alpn.clone(),
             config: self.inner.config.clone(),
             identity: self.inner.identity.clone(),
@@ -275,7 +327,64 @@ impl TlsClientOptions {
         if store.is_empty() {
             return Err(config_error("root certificates", "no certificate given"));
         }
-        Ok(self.with(|inner| inner.roots = Some(Arc::new(store))))
+        Ok(self.with(|inner| {
+            inner.roots = Some(Arc::new(store));
+            inner.roots_from = None;
+        }))
+    }
+
+    /// Trusts Mozilla's roots (the default), the operating system's store, or both.
+    ///
+    /// The system store is read now, once (on Linux and the BSDs: the files named by
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` if either is set, otherwise the
+    /// distribution's bundle as OpenSSL would find it; the keychain on macOS; the
+    /// certificate store on Windows). Certificates in it that cannot be parsed are
+    /// skipped with a warning. This replaces roots given with
+    /// [`root_certificates_pem`](Self::root_certificates_pem).
+    ///
+    /// # Errors
+    ///
+    /// With [`TrustRoots::System`], `NotSupported` when the system store cannot be
+    /// loaded or holds no usable certificate (the detail says what was tried and what
+    /// failed). [`TrustRoots::SystemAndWebpki`] does not fail: without a system store
+    /// it trusts Mozilla's roots alone and logs a warning.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{SocketErrorStatus, TlsClientOptions, TrustRoots};
+    ///
+    /// // Both: works on a machine with or without a system store.
+    /// let both = TlsClientOptions::new().trust_roots(TrustRoots::SystemAndWebpki)?;
+    /// assert!(format!("{both:?}").contains("SystemAndWebpki"));
+    ///
+    /// // The system's alone: fall back to Mozilla's where there is none.
+    /// let options = match TlsClientOptions::new().trust_roots(TrustRoots::System) {
+    ///     Ok(options) => options,
+    ///     Err(e) if e.status() == SocketErrorStatus::NotSupported => TlsClientOptions::new(),
+    ///     Err(e) => return Err(e),
+    /// };
+    /// # let _ = options;
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn trust_roots(self, roots: TrustRoots) -> Result<TlsClientOptions, Error> {
+        let store = match roots {
+            TrustRoots::Webpki => None,
+            TrustRoots::System => Some(system_roots(None)?),
+            TrustRoots::SystemAndWebpki => {
+                let mut store = RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                };
+                if let Err(e) = system_roots(Some(&mut store)) {
+                    log::warn!("{e}; trusting Mozilla's roots alone");
+                }
+                Some(store)
+            }
+        };
+        Ok(self.with(|inner| {
+            inner.roots = store.map(Arc::new);
+            inner.roots_from = Some(roots);
+        }))
     }
 
     /// The protocols offered by ALPN, most preferred first (e.g. `b"h2"`).
@@ -421,11 +530,11 @@ impl fmt::Debug for TlsClientOptions {
         f.debug_struct("TlsClientOptions")
             .field(
                 "roots",
-                &self
-                    .inner
-                    .roots
-                    .as_ref()
-                    .map_or("webpki".to_string(), |r| format!("{} given", r.len())),
+                &match (&self.inner.roots, self.inner.roots_from) {
+                    (_, Some(from)) => format!("{from:?}"),
+                    (Some(r), None) => format!("{} given", r.len()),
+                    (None, None) => "webpki".to_string(),
+                },
             )
             .field("alpn", &self.inner.alpn)
             .field("config", &self.inner.config.is_some())
