@@ -557,6 +557,10 @@ pub struct TlsServerConfig {
     /// The server's certificate, to build the configuration again (`None` for a
     /// caller's rustls configuration).
     identity: Option<Arc<Identity>>,
+    /// The client-certificate verifier, to build the configuration again.
+    clients: Option<Arc<dyn ClientCertVerifier>>,
+    /// The versions offered: 1.3 and 1.2, or 1.3 alone.
+    versions: &'static [&'static SupportedProtocolVersion],
 }
 
 impl TlsServerConfig {
@@ -567,7 +571,7 @@ impl TlsServerConfig {
     ///
     /// `InvalidArgument` if either cannot be parsed or the key does not fit.
     pub fn from_pem(chain: &[u8], key: &[u8]) -> Result<TlsServerConfig, Error> {
-        TlsServerConfig::build(Identity::from_pem(chain, key, SERVER_CERT)?, None)
+        TlsServerConfig::build(Arc::new(Identity::from_pem(chain, key, SERVER_CERT)?), None)
     }
 
     /// From a DER certificate chain (leaf first) and a DER private key (PKCS#8,
@@ -581,26 +585,107 @@ impl TlsServerConfig {
         I: IntoIterator<Item = C>,
         C: Into<Vec<u8>>,
     {
-        TlsServerConfig::build(Identity::from_der(chain, key, SERVER_CERT)?, None)
+        TlsServerConfig::build(Arc::new(Identity::from_der(chain, key, SERVER_CERT)?), None)
     }
 
     fn build(
-        identity: Identity,
+        identity: Arc<Identity>,
         clients: Option<Arc<dyn ClientCertVerifier>>,
     ) -> Result<TlsServerConfig, Error> {
+        TlsServerConfig::build_with(identity, clients, ProtectionLevel::Ssl, Vec::new())
+    }
+
+    fn build_with(
+        identity: Arc<Identity>,
+        clients: Option<Arc<dyn ClientCertVerifier>>,
+        minimum: ProtectionLevel,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<TlsServerConfig, Error> {
+        const OP: &str = "server minimum protection level";
+        let versions = match minimum {
+            ProtectionLevel::Ssl | ProtectionLevel::Tls12 => rustls::ALL_VERSIONS,
+            ProtectionLevel::Tls13 => minimum.versions(OP)?,
+            other => {
+                other.versions(OP)?;
+                return Err(Error::new(SocketErrorStatus::InvalidArgument, OP)
+                    .with_detail(format!("{other:?} is not a minimum")));
+            }
+        };
         let builder = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .with_protocol_versions(versions)
             .map_err(|e| config_error(SERVER_CERT, e))?;
-        let builder = match clients {
+        let builder = match clients.clone() {
             Some(verifier) => builder.with_client_cert_verifier(verifier),
             None => builder.with_no_client_auth(),
         };
-        let config = builder
+        let mut config = builder
             .with_single_cert(identity.chain.clone(), identity.key.clone_key())
             .map_err(|e| config_error(SERVER_CERT, e))?;
+        config.alpn_protocols = alpn;
         Ok(TlsServerConfig {
             config: Arc::new(config),
-            identity: Some(Arc::new(identity)),
+            identity: Some(identity),
+            clients,
+            versions,
+        })
+    }
+
+    /// Refuses clients below `minimum`: with `Tls13`, a client that offers only TLS
+    /// 1.2 fails its handshake (it receives a `protocol_version` alert; the accepted
+    /// socket closes with `ProtocolError`). `Ssl` and `Tls12` accept 1.3 and 1.2 (the
+    /// default).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for `PlainSocket` and the refused levels (`Tls10`, `Tls11`,
+    /// `SslAllowNullEncryption`); `InvalidState` for a configuration made with
+    /// [`from_rustls`](Self::from_rustls) (set its versions there).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{ProtectionLevel, TlsServerConfig};
+    ///
+    /// // A certificate for the example (rcgen); yours comes from a file.
+    /// let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    /// let (chain, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+    ///
+    /// let server = TlsServerConfig::from_pem(chain.as_bytes(), key.as_bytes())?;
+    /// assert_eq!(server.get_minimum_protection_level(), Some(ProtectionLevel::Tls12));
+    /// let tls13_only = server.minimum_protection_level(ProtectionLevel::Tls13)?;
+    /// assert_eq!(tls13_only.get_minimum_protection_level(), Some(ProtectionLevel::Tls13));
+    ///
+    /// // Not a minimum anyone should set.
+    /// assert!(tls13_only.minimum_protection_level(ProtectionLevel::Tls11).is_err());
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn minimum_protection_level(
+        self,
+        minimum: ProtectionLevel,
+    ) -> Result<TlsServerConfig, Error> {
+        let Some(identity) = self.identity.clone() else {
+            return Err(Error::new(
+                SocketErrorStatus::InvalidState,
+                "server minimum protection level",
+            )
+            .with_detail("a rustls configuration is used as it is"));
+        };
+        let alpn = self.config.alpn_protocols.clone();
+        TlsServerConfig::build_with(identity, self.clients.clone(), minimum, alpn)
+    }
+
+    /// The lowest version this configuration accepts: `Tls13` or `Tls12`; `None` for
+    /// a configuration from [`from_rustls`](Self::from_rustls) (its versions are its own).
+    pub fn get_minimum_protection_level(&self) -> Option<ProtectionLevel> {
+        self.identity.as_ref()?;
+        let tls12 = self
+            .versions
+            .iter()
+            .any(|v| v.version == rustls::ProtocolVersion::TLSv1_2);
+        Some(if tls12 {
+            ProtectionLevel::Tls12
+        } else {
+            ProtectionLevel::Tls13
         })
     }
 
@@ -619,7 +704,7 @@ impl TlsServerConfig {
         required: bool,
     ) -> Result<TlsServerConfig, Error> {
         let op = "client authentication";
-        let Some(identity) = self.identity.as_deref() else {
+        let Some(identity) = self.identity.clone() else {
             return Err(Error::new(SocketErrorStatus::InvalidState, op)
                 .with_detail("a rustls configuration is used as it is"));
         };
@@ -631,12 +716,11 @@ impl TlsServerConfig {
             verifier.allow_unauthenticated()
         };
         let verifier = verifier.build().map_err(|e| config_error(op, e))?;
-        let identity = Identity {
-            chain: identity.chain.clone(),
-            key: identity.key.clone_key(),
-        };
         let alpn = self.config.alpn_protocols.clone();
-        Ok(TlsServerConfig::build(identity, Some(verifier))?.alpn_protocols(alpn))
+        let minimum = self
+            .get_minimum_protection_level()
+            .unwrap_or(ProtectionLevel::Ssl);
+        TlsServerConfig::build_with(identity, Some(verifier), minimum, alpn)
     }
 
     /// Uses a rustls configuration as it is, for full control.
@@ -644,6 +728,8 @@ impl TlsServerConfig {
         TlsServerConfig {
             config,
             identity: None,
+            clients: None,
+            versions: rustls::ALL_VERSIONS,
         }
     }
 
