@@ -299,3 +299,56 @@ fn kept_plaintext_refuses_an_upgrade_made_later() {
     assert!(!seen.upgraded);
     peer.join().unwrap();
 }
+
+/// An upgrade's handshake gets the time set with `set_tls_handshake_timeout`, rather
+/// than the default 10 s: here against a server that says `220` and then never
+/// answers the ClientHello.
+#[test]
+fn an_upgrade_takes_the_handshake_timeout_it_is_given() {
+    #[derive(Default)]
+    struct Outcome {
+        plain_refused: Option<SocketErrorStatus>,
+        closed: Option<String>,
+        status: Option<SocketErrorStatus>,
+    }
+    let (addr, peer) = injecting_server(b"220 ready\r\n", b"");
+    let mut reactor = Reactor::<Outcome>::new().unwrap();
+    StreamSocket::connect(
+        &mut reactor,
+        "127.0.0.1",
+        addr.port(),
+        |reactor, outcome: &mut Outcome, socket, event| match event {
+            StreamEvent::Connected => {
+                let refused = socket
+                    .set_tls_handshake_timeout(reactor, Duration::from_millis(300))
+                    .unwrap_err();
+                outcome.plain_refused = Some(refused.status());
+                socket.set_framing(reactor, Lines::new()).unwrap();
+                socket.write_frame(reactor, b"STARTTLS").unwrap();
+            }
+            StreamEvent::Message(line) if line.starts_with(b"220") => {
+                let host = HostName::new("127.0.0.1").unwrap();
+                socket
+                    .upgrade_to_tls(reactor, ProtectionLevel::Ssl, &host)
+                    .unwrap();
+                socket
+                    .set_tls_handshake_timeout(reactor, Duration::from_millis(300))
+                    .unwrap();
+            }
+            StreamEvent::Closed(r) => {
+                let err = r.unwrap_err();
+                outcome.status = Some(err.status());
+                outcome.closed = Some(err.to_string());
+            }
+            _ => {}
+        },
+    )
+    .unwrap();
+    let mut outcome = Outcome::default();
+    run_until(&mut reactor, &mut outcome, LIMIT, |o| o.closed.is_some());
+    assert_eq!(outcome.plain_refused, Some(SocketErrorStatus::InvalidState));
+    assert_eq!(outcome.status, Some(SocketErrorStatus::ConnectionTimedOut));
+    let closed = outcome.closed.unwrap();
+    assert!(closed.contains("within 300ms"), "{closed}");
+    peer.join().unwrap();
+}

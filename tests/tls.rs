@@ -101,6 +101,58 @@ fn best_level_negotiates_tls13() {
     assert_eq!(seen.info.unwrap().protection_level, ProtectionLevel::Tls13);
 }
 
+/// The server reports the name the client sent as SNI (a DNS name; an address is
+/// not sent), as the client does.
+#[test]
+fn both_sides_report_the_sni() {
+    #[derive(Default)]
+    struct Names {
+        server: Option<Option<String>>,
+        client: Option<Option<String>>,
+        closed: bool,
+    }
+    let pki = Pki::new(&["localhost", "127.0.0.1"]);
+    let mut reactor = Reactor::<Names>::new().unwrap();
+    let control = StreamSocketListenerControl::new().tls(pki.server());
+    let (_listener, addr) = serve(
+        &mut reactor,
+        &control,
+        |reactor, names: &mut Names, socket, event| {
+            if let StreamEvent::Received(mut input) = event {
+                let info = socket.tls_information(reactor).unwrap();
+                names.server = Some(info.expect("information once data flows").server_name);
+                socket.write(reactor, input.bytes()).unwrap();
+                input.consume_all();
+            }
+        },
+    );
+    let control = tls_control(ProtectionLevel::Tls13, pki.client());
+    StreamSocket::connect_with(
+        &mut reactor,
+        "localhost",
+        addr.port(),
+        &control,
+        |reactor, names: &mut Names, socket, event| match event {
+            StreamEvent::Connected => {
+                let info = socket.tls_information(reactor).unwrap().unwrap();
+                names.client = Some(info.server_name);
+                socket.write(reactor, b"hi\n").unwrap();
+            }
+            StreamEvent::Received(_) => socket.close(reactor).unwrap(),
+            StreamEvent::Closed(r) => {
+                r.unwrap();
+                names.closed = true;
+            }
+            _ => {}
+        },
+    )
+    .unwrap();
+    let mut names = Names::default();
+    run_until(&mut reactor, &mut names, LIMIT, |n| n.closed);
+    assert_eq!(names.client, Some(Some("localhost".to_string())));
+    assert_eq!(names.server, Some(Some("localhost".to_string())));
+}
+
 #[test]
 fn insecure_levels_are_refused() {
     let mut reactor = Reactor::<()>::new().unwrap();

@@ -10,4 +10,4 @@ mod session;
 mod verify;
 
 pub use config::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig, TrustRoots};
-pub(crate) use session::{Announce, TlsSession, HANDSHAKE_TIMEOUT};
+pub(crate) use session::{Announce, Plaintext, TlsSession, HANDSHAKE_TIMEOUT};

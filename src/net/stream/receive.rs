@@ -150,7 +150,7 @@ impl<S: 'static> Reactor<S> {
 
     /// `n` new bytes are at the start of the scratch buffer, and the socket keeps
     /// nothing that comes before them.
-    fn received(&mut self, state: &mut S, key: Key, n: usize) {
+    pub(crate) fn received(&mut self, state: &mut S, key: Key, n: usize) {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
