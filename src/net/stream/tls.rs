@@ -407,6 +407,9 @@ impl<S: 'static> Reactor<S> {
                     return self.fail_stream(key, err);
                 }
             };
+            if outcome.read > 0 {
+                st.note_read();
+            }
             if !st.out.is_empty() {
                 self.mark_dirty(key);
             }
