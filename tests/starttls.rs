@@ -352,3 +352,73 @@ fn an_upgrade_takes_the_handshake_timeout_it_is_given() {
     assert!(closed.contains("within 300ms"), "{closed}");
     peer.join().unwrap();
 }
+
+/// A server that answers `220` and closes its side at once: the upgrade cannot
+/// succeed — refused at once if the end of file was read already (`InvalidState`),
+/// else failed by the handshake that meets it — and nothing after the `220` is
+/// delivered.
+#[test]
+fn an_upgrade_meeting_the_end_of_file_fails() {
+    let listener = TcpListener::bind(LOCAL_V4).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        while !got.ends_with(b"\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"220 ready\r\n").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    #[derive(Default)]
+    struct Outcome {
+        messages: Vec<Vec<u8>>,
+        refused: Option<SocketErrorStatus>,
+        upgraded: bool,
+        other: usize,
+        closed: Option<Result<(), SocketErrorStatus>>,
+    }
+    let mut reactor = Reactor::<Outcome>::new().unwrap();
+    StreamSocket::connect(
+        &mut reactor,
+        "127.0.0.1",
+        addr.port(),
+        |reactor, outcome: &mut Outcome, socket, event| match event {
+            StreamEvent::Connected => {
+                socket.set_framing(reactor, Lines::new()).unwrap();
+                socket.write_frame(reactor, b"STARTTLS").unwrap();
+            }
+            StreamEvent::Message(line) => {
+                outcome.messages.push(line.to_vec());
+                let host = HostName::new("127.0.0.1").unwrap();
+                if let Err(e) = socket.upgrade_to_tls(reactor, ProtectionLevel::Ssl, &host) {
+                    outcome.refused = Some(e.status());
+                    socket.close(reactor).unwrap();
+                }
+            }
+            StreamEvent::TlsUpgraded => outcome.upgraded = true,
+            StreamEvent::Received(_) => outcome.other += 1,
+            StreamEvent::Closed(r) => outcome.closed = Some(status(&r)),
+            _ => {}
+        },
+    )
+    .unwrap();
+    let mut outcome = Outcome::default();
+    run_until(&mut reactor, &mut outcome, LIMIT, |o| o.closed.is_some());
+    assert_eq!(outcome.messages, [b"220 ready".to_vec()]);
+    assert!(!outcome.upgraded);
+    assert_eq!(outcome.other, 0);
+    match outcome.refused {
+        Some(status) => assert_eq!(status, SocketErrorStatus::InvalidState),
+        None => assert_eq!(
+            outcome.closed,
+            Some(Err(SocketErrorStatus::ConnectionResetByPeer))
+        ),
+    }
+    peer.join().unwrap();
+}
