@@ -189,7 +189,8 @@ impl Outbound {
     }
 
     /// Drops `n` written bytes from the front, giving finished chunks back.
-    fn advance(&mut self, mut n: usize, pool: &mut BufPool) {
+    #[inline]
+    fn advance(&mut self, n: usize, pool: &mut BufPool) {
         if n == self.len as usize && pool.chunk(self.head).next == NIL {
             // Everything was sent from one chunk (the usual case): give it back.
             pool.give(self.head);
@@ -197,6 +198,12 @@ impl Outbound {
             self.len = 0;
             return;
         }
+        self.advance_partly(n, pool);
+    }
+
+    /// [`advance`](Outbound::advance) past more than one chunk, or into one.
+    #[inline(never)]
+    fn advance_partly(&mut self, mut n: usize, pool: &mut BufPool) {
         self.len -= n as u32;
         while n > 0 {
             let head = pool.chunk_mut(self.head);
