@@ -189,6 +189,15 @@ impl<S: 'static> Reactor<S> {
     /// Resumes a handler's panic, once nothing of the turn is left half done.
     #[inline]
     pub(super) fn resume_panic(&mut self) {
+        // Tested without `take`, which would write the field back on every turn.
+        if self.panic.is_some() {
+            self.resume_panic_now();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resume_panic_now(&mut self) {
         if let Some(payload) = self.panic.take() {
             resume_unwind(payload);
         }
