@@ -37,6 +37,7 @@ impl<'a> Input<'a> {
     }
 
     /// The bytes not consumed yet.
+    #[inline]
     pub fn bytes(&self) -> &'a [u8] {
         &self.data[*self.consumed..]
     }
@@ -58,6 +59,7 @@ impl<'a> Input<'a> {
     }
 
     /// Marks every byte as consumed.
+    #[inline]
     pub fn consume_all(&mut self) {
         *self.consumed = self.data.len();
     }

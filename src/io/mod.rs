@@ -101,6 +101,7 @@ impl BufPool {
 
     /// Gives a chunk back. Its buffer is kept for reuse if it is a [`CHUNK`] and fewer
     /// than `max` are idle; otherwise it is freed.
+    #[inline]
     pub(crate) fn give(&mut self, id: u32) {
         let keep = self.idle < self.max;
         let chunk = &mut self.chunks[id as usize];

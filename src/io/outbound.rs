@@ -149,7 +149,56 @@ impl Outbound {
     /// Writes as much as the kernel takes, in `writev` calls of up to [`MAX_IOV`]
     /// slices. A short write counts as "buffer full" and ends the flush without
     /// another attempt (which would only return `EAGAIN`).
+    #[inline]
     pub(crate) fn flush(&mut self, w: &mut impl Write, pool: &mut BufPool) -> io::Result<Flushed> {
+        if self.len == 0 {
+            return Ok(Flushed::All);
+        }
+        let head = pool.chunk(self.head);
+        if head.next == NIL {
+            // One chunk, all taken (the usual case): one `send`, and the chunk goes
+            // back to the pool, without the loop and its `writev` array.
+            let first = &head.buf[head.sent as usize..];
+            let offered = first.len();
+            let written = w.write(first);
+            if matches!(written, Ok(n) if n == offered && n == self.len as usize && n > 0) {
+                pool.give(self.head);
+                self.head = NIL;
+                self.len = 0;
+                return Ok(Flushed::All);
+            }
+            return self.flush_on(written, offered, w, pool);
+        }
+        self.flush_chunks(w, pool)
+    }
+
+    /// The rest of a flush after a first `send` that did not take the whole queue.
+    #[inline(never)]
+    fn flush_on(
+        &mut self,
+        written: io::Result<usize>,
+        offered: usize,
+        w: &mut impl Write,
+        pool: &mut BufPool,
+    ) -> io::Result<Flushed> {
+        match written {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                self.advance(n, pool);
+                if n < offered {
+                    return Ok(Flushed::Partial);
+                }
+                self.flush_chunks(w, pool)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Flushed::Partial),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.flush_chunks(w, pool),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`flush`](Outbound::flush)'s loop, for any number of chunks.
+    #[inline(never)]
+    fn flush_chunks(&mut self, w: &mut impl Write, pool: &mut BufPool) -> io::Result<Flushed> {
         while self.len > 0 {
             let head = pool.chunk(self.head);
             let first = IoSlice::new(&head.buf[head.sent as usize..]);
@@ -189,7 +238,8 @@ impl Outbound {
     }
 
     /// Drops `n` written bytes from the front, giving finished chunks back.
-    fn advance(&mut self, mut n: usize, pool: &mut BufPool) {
+    #[inline]
+    fn advance(&mut self, n: usize, pool: &mut BufPool) {
         if n == self.len as usize && pool.chunk(self.head).next == NIL {
             // Everything was sent from one chunk (the usual case): give it back.
             pool.give(self.head);
@@ -197,6 +247,12 @@ impl Outbound {
             self.len = 0;
             return;
         }
+        self.advance_partly(n, pool);
+    }
+
+    /// [`advance`](Outbound::advance) past more than one chunk, or into one.
+    #[inline(never)]
+    fn advance_partly(&mut self, mut n: usize, pool: &mut BufPool) {
         self.len -= n as u32;
         while n > 0 {
             let head = pool.chunk_mut(self.head);

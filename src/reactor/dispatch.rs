@@ -161,6 +161,7 @@ impl<S: 'static> Reactor<S> {
     /// back what it took out: `None` tells the caller to close the source whose
     /// handler panicked. The panic itself is resumed at the end of the turn, or logged
     /// (see [`Builder::catch_handler_panics`]).
+    #[inline(always)]
     pub(crate) fn in_handler<R>(&mut self, call: impl FnOnce(&mut Self) -> R) -> Option<R> {
         let was = std::mem::replace(&mut self.dispatching, true);
         let result = catch_unwind(AssertUnwindSafe(|| call(self)));
@@ -188,6 +189,15 @@ impl<S: 'static> Reactor<S> {
     /// Resumes a handler's panic, once nothing of the turn is left half done.
     #[inline]
     pub(super) fn resume_panic(&mut self) {
+        // Tested without `take`, which would write the field back on every turn.
+        if self.panic.is_some() {
+            self.resume_panic_now();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resume_panic_now(&mut self) {
         if let Some(payload) = self.panic.take() {
             resume_unwind(payload);
         }

@@ -193,11 +193,13 @@ impl<S: 'static> Reactor<S> {
         if self.dispatching {
             return Err(inside_handler("run"));
         }
+        // Work deferred outside any handler (a `close` made before `run`) may end
+        // the last source: do it before deciding to wait. Each turn ends the same
+        // way (a turn cut short by a signal dispatched nothing), so the loop does
+        // not do it again.
+        self.after_dispatch(state);
+        self.resume_panic();
         loop {
-            // Work deferred outside any handler (a `close` made before `run`) may end
-            // the last source: do it before deciding to wait.
-            self.after_dispatch(state);
-            self.resume_panic();
             if self.stopped || self.shared.take_stop() || self.live == 0 {
                 break;
             }
@@ -250,7 +252,13 @@ impl<S: 'static> Reactor<S> {
         // Sources that went over their budget last turn are served after this turn's
         // events; those that go over budget now wait for the next turn, so a budget is
         // per turn.
-        let carried = std::mem::take(&mut self.ready);
+        // (Taken only when there is something: an empty list keeps its capacity in
+        // place instead of being dropped with it.)
+        let carried = if self.ready.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.ready)
+        };
         let mut events = self
             .events
             .take()
@@ -260,7 +268,11 @@ impl<S: 'static> Reactor<S> {
         let count = match polled {
             Ok(count) => count,
             Err(e) => {
-                self.ready = carried;
+                if !carried.is_empty() {
+                    let mut carried = carried;
+                    carried.append(&mut self.ready);
+                    self.ready = carried;
+                }
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     return Ok(0);
                 }

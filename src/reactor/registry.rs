@@ -233,12 +233,17 @@ impl<T> Registry<T> {
         }
     }
 
-    /// The key `token` names in this registry's layout, if it names one; whether its
-    /// entry is still there is for [`get`](Registry::get) to say.
+    /// The key `token` names, if it names one; whether its entry is still there is
+    /// for [`get`](Registry::get) to say. Only for a registry of [`Layout::TOKEN`]
+    /// (the one keys become tokens in), whose constant widths make this a mask and a
+    /// shift.
+    #[inline]
     pub(crate) fn key_of(&self, token: Token) -> Option<Key> {
-        self.layout.decode(token.0 as u64)
+        debug_assert_eq!(self.layout, Layout::TOKEN);
+        Layout::TOKEN.decode(token.0 as u64)
     }
 
+    #[inline]
     pub(crate) fn get(&self, key: Key) -> Option<&T> {
         match self.slot(key.index) {
             Some(slot) if slot.gen == key.gen => slot.value.as_ref(),
@@ -246,6 +251,7 @@ impl<T> Registry<T> {
         }
     }
 
+    #[inline]
     pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut T> {
         match self.slot_mut(key.index) {
             Some(slot) if slot.gen == key.gen => slot.value.as_mut(),

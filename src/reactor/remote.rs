@@ -18,8 +18,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    #[inline]
     pub(crate) fn take_stop(&self) -> bool {
-        self.stop.swap(false, Ordering::AcqRel)
+        // A plain load first: the loop asks every turn, and a stop is rare; the swap
+        // (a locked instruction) only when there is one to take.
+        self.stop.load(Ordering::Relaxed) && self.stop.swap(false, Ordering::AcqRel)
     }
 }
 

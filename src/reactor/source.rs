@@ -147,6 +147,22 @@ impl<S: 'static> Reactor<S> {
         Some((source, &mut self.pool, queue))
     }
 
+    /// Whether a handler is running (writes are being queued for the flush after it).
+    #[inline]
+    pub(crate) fn in_dispatch(&self) -> bool {
+        self.dispatching
+    }
+
+    /// The source queued last for the flush after the running handler was flushed by
+    /// its kind already: it leaves the queue. (Queued earlier, it stays: a second
+    /// flush finds nothing to do.)
+    #[inline]
+    pub(crate) fn flushed(&mut self, key: Key) {
+        if self.dirty.last() == Some(&key) {
+            self.dirty.pop();
+        }
+    }
+
     /// Arms one of a source's own timers; cancel it with
     /// [`cancel_internal_timer`](Reactor::cancel_internal_timer).
     pub(crate) fn set_source_timer(

@@ -86,18 +86,52 @@ impl<S: 'static> Reactor<S> {
         let returned = self
             .in_handler(|r| handler(r, state, StreamSocket(key), event))
             .is_some();
+        self.handler_back(key, handler, returned);
+        true
+    }
+
+    /// After a handler's call: puts the handler back (unless the socket was closed or
+    /// given another handler meanwhile) and closes the socket if it panicked (the
+    /// same handler gets the one `Closed` event). Returns the socket's state, so that
+    /// the caller goes on without looking it up again.
+    #[inline]
+    pub(crate) fn handler_back(
+        &mut self,
+        key: Key,
+        handler: StreamHandler<S>,
+        returned: bool,
+    ) -> Option<&mut StreamState<S>> {
+        let handler = if returned {
+            Some(handler)
+        } else {
+            self.handler_panicked_close(key, handler);
+            None
+        };
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return None;
+        };
+        if let Some(handler) = handler {
+            st.handler.get_or_insert(handler);
+        }
+        Some(st)
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn handler_panicked_close(&mut self, key: Key, handler: StreamHandler<S>) {
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             st.handler.get_or_insert(handler);
-            if !returned && st.phase != Phase::Closed {
-                // The same handler gets the one `Closed` event.
+            if st.phase != Phase::Closed {
                 reset(st);
                 self.finish_later(key, Err(panicked("stream handler")));
             }
         }
-        true
     }
 
     pub(crate) fn stream_event(&mut self, state: &mut S, key: Key, event: &mio::event::Event) {
+        if self.plain_event(state, key, event) {
+            return;
+        }
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
@@ -107,10 +141,14 @@ impl<S: 'static> Reactor<S> {
             // event came from a failed attempt instead, an extra read is all it costs.)
             st.read = ReadSide::Fin;
         }
+        // A flush with nothing queued, nothing owed and both sides open would do
+        // nothing: the usual writable edge of a ping-pong costs no call.
+        let flush = (event.is_writable() || event.is_write_closed() || event.is_error())
+            && !st.nothing_to_flush();
         match st.phase {
             Phase::Connecting => self.check_connect(state, key, event.is_readable()),
             Phase::Open | Phase::Closing => {
-                if event.is_writable() || event.is_write_closed() || event.is_error() {
+                if flush {
                     self.flush_stream(key);
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {

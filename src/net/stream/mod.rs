@@ -13,7 +13,7 @@ mod watch;
 
 pub(crate) use close::{Lingering, LingeringKind};
 pub(crate) use kind::StreamKind;
-pub(crate) use send::over_limit;
+pub(crate) use send::{over_limit, send_queued};
 pub(crate) use state::{reset, writable_state, Phase, ReadSide, StreamState, WriteSide};
 pub(crate) use watch::{nonzero, Timeouts};
 

@@ -16,10 +16,12 @@
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 
+use mio::event::Event;
+
 use crate::error::{Error, SocketErrorStatus};
 use crate::io::inbound::Input;
 use crate::io::sys;
-use crate::net::stream::{Phase, ReadSide, StreamEvent, WriteSide};
+use crate::net::stream::{send_queued, Phase, ReadSide, StreamEvent, StreamSocket, WriteSide};
 use crate::reactor::{Key, Reactor, Source};
 
 /// The largest emptied unconsumed-bytes buffer a socket keeps for reuse.
@@ -35,13 +37,122 @@ impl<S: 'static> Reactor<S> {
     /// Offers what was kept, then reads until `WouldBlock`, a short read (unless the
     /// peer's FIN was reported), end of file or the budget.
     pub(crate) fn stream_read(&mut self, state: &mut S, key: Key) {
-        self.offer_kept(state, key);
-        let mut budget = self.config.read_budget;
+        self.read_on(state, key, self.config.read_budget, true);
+    }
+
+    /// The usual readiness event of an open socket, handled with one look-up of the
+    /// socket before its handler runs and one after: readable, with the peer still
+    /// sending, nothing to flush, no codec, nothing kept or owed, a handler that takes
+    /// input, called from the loop. Reads once into the shared buffer, delivers it,
+    /// sends what the handler wrote, and goes on like [`stream_read`] after a full
+    /// read. Returns `false`, having done nothing, for any other event or socket: the
+    /// general path handles it.
+    ///
+    /// [`stream_read`]: Reactor::stream_read
+    pub(crate) fn plain_event(&mut self, state: &mut S, key: Key, event: &Event) -> bool {
+        if !event.is_readable() || event.is_read_closed() || event.is_error() || self.in_dispatch()
+        {
+            return false;
+        }
+        let flush_edge = event.is_writable() || event.is_write_closed();
+        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+            return false;
+        };
+        if !st.plain_input() || (flush_edge && !st.nothing_to_flush()) {
+            return false;
+        }
+        let want = self.config.inbound_limit.min(self.scratch.len());
+        let Some(io) = st.io.as_mut() else {
+            return false;
+        };
+        if want == 0 {
+            return false;
+        }
+        let n = match io.read(&mut self.scratch[..want]) {
+            Ok(0) => {
+                self.read_eof(state, key);
+                return true;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.read_on(state, key, self.config.read_budget, false);
+                return true;
+            }
+            Err(e) => {
+                let err = st.error("receive", e);
+                st.phase = Phase::Closed;
+                self.finish_later(key, Err(err));
+                return true;
+            }
+        };
+        // `deliver`'s first round, with the socket at hand.
+        st.delivering = true;
+        st.reinterpret = false;
+        let Some(mut handler) = st.handler.take() else {
+            unreachable!("plain_input checked the handler")
+        };
+        let scratch = std::mem::take(&mut self.scratch);
+        let mut consumed = 0;
+        let input = Input::new(&scratch[..n], &mut consumed);
+        let returned = self
+            .in_handler(|r| handler(r, state, StreamSocket(key), StreamEvent::Received(input)))
+            .is_some();
+        let handler = if returned {
+            Some(handler)
+        } else {
+            self.handler_panicked_close(key, handler);
+            None
+        };
+        let off = match self.sources.get_mut(key) {
+            Some(Source::Stream(st)) => {
+                if st.handler.is_none() {
+                    st.handler = handler;
+                }
+                if st.upgrade_point || st.reinterpret {
+                    // The handler changed how its input is read: the general rounds.
+                    self.deliver_from(state, key, &scratch[..n], Some(consumed))
+                } else {
+                    st.delivering = false;
+                    if st.dirty {
+                        let sent = send_queued(st, &mut self.pool);
+                        self.sent_after_handler(key, sent);
+                    }
+                    consumed
+                }
+            }
+            _ => n,
+        };
+        if off < n {
+            if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+                if st.phase == Phase::Open {
+                    st.cold().inbuf.extend_from_slice(&scratch[off..n]);
+                }
+            }
+        }
+        self.scratch = scratch;
+        if n == want {
+            // A full read: there may be more.
+            match self.config.read_budget.saturating_sub(n) {
+                0 => self.mark_ready(key),
+                budget => self.read_on(state, key, budget, false),
+            }
+        }
+        true
+    }
+
+    /// Reads until `WouldBlock`, a short read (unless the peer's FIN was reported),
+    /// end of file or `budget`; with `first`, offers what was kept before.
+    fn read_on(&mut self, state: &mut S, key: Key, mut budget: usize, mut first: bool) {
         loop {
             let limit = self.config.inbound_limit;
             let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
                 return;
             };
+            if std::mem::take(&mut first) && st.reoffer && st.accepts_input() {
+                self.offer_kept(state, key);
+                continue;
+            }
             #[cfg(feature = "tls")]
             if st.tls {
                 // Also after an upgrade made by the handler of bytes read just now.
@@ -78,6 +189,7 @@ impl<S: 'static> Reactor<S> {
             // copied.
             let direct = st.phase == Phase::Open && (!st.accepts_input() || st.inbuf_len() > 0);
             let want = room.min(self.scratch.len());
+            let open = st.phase == Phase::Open;
             let Some(io) = st.io.as_mut() else { return };
             let read = if direct {
                 let cold = st.cold.get_or_insert_with(Box::default);
@@ -93,9 +205,10 @@ impl<S: 'static> Reactor<S> {
                 Ok(n) => {
                     if direct {
                         self.kept_more(state, key);
-                    } else {
+                    } else if open {
                         self.received(state, key, n);
                     }
+                    // (Closing: the owner is no longer interested.)
                     budget = budget.saturating_sub(n);
                     if n < want && !to_eof {
                         return;
@@ -148,15 +261,9 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
-    /// `n` new bytes are at the start of the scratch buffer, and the socket keeps
-    /// nothing that comes before them.
+    /// `n` new bytes are at the start of the scratch buffer, the socket is open, and
+    /// it keeps nothing that comes before them.
     pub(crate) fn received(&mut self, state: &mut S, key: Key, n: usize) {
-        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
-            return;
-        };
-        if st.phase != Phase::Open {
-            return; // closing: the owner is no longer interested
-        }
         let scratch = std::mem::take(&mut self.scratch);
         let consumed = self.deliver(state, key, &scratch[..n]);
         if consumed < n {
@@ -172,35 +279,77 @@ impl<S: 'static> Reactor<S> {
     /// Hands bytes to the handler, as they are or cut into messages by the socket's
     /// codec, and again the new way for as long as the handler changes how its input
     /// is read; returns how many were consumed. Stops when the handler pauses.
+    ///
+    /// Called from the loop (not from inside a handler), it sends what the handler
+    /// wrote as soon as it returns, with the socket at hand, instead of leaving it to
+    /// the flush after dispatch, which would look the socket up twice more.
     fn deliver(&mut self, state: &mut S, key: Key, data: &[u8]) -> usize {
+        self.deliver_from(state, key, data, None)
+    }
+
+    /// [`deliver`](Reactor::deliver), or its continuation after a first round made
+    /// elsewhere whose handler consumed `resumed` bytes.
+    fn deliver_from(
+        &mut self,
+        state: &mut S,
+        key: Key,
+        data: &[u8],
+        mut resumed: Option<usize>,
+    ) -> usize {
+        let top = !self.in_dispatch();
         let mut off = 0;
         let mut idle = 0;
         loop {
-            let decoder = match self.sources.get_mut(key) {
-                Some(Source::Stream(st)) => {
-                    st.delivering = true;
-                    st.reinterpret = false;
-                    st.cold.as_mut().and_then(|c| c.decoder.take())
-                }
-                _ => return data.len(),
-            };
-            let rest = &data[off..];
-            let used = match decoder {
-                Some(decoder) => self.deliver_frames(state, key, rest, decoder, false),
-                None => {
-                    let mut consumed = 0;
-                    self.call_stream(
-                        state,
-                        key,
-                        StreamEvent::Received(Input::new(rest, &mut consumed)),
-                    );
-                    consumed
-                }
-            };
-            off += used;
             let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
                 return data.len();
             };
+            let rest = &data[off..];
+            let decoder = if resumed.is_some() {
+                None
+            } else {
+                st.delivering = true;
+                st.reinterpret = false;
+                st.cold.as_mut().and_then(|c| c.decoder.take())
+            };
+            let (used, st) = match decoder {
+                Some(decoder) => {
+                    let used = self.deliver_frames(state, key, rest, decoder, false);
+                    match self.sources.get_mut(key) {
+                        Some(Source::Stream(st)) => (used, st),
+                        _ => return data.len(),
+                    }
+                }
+                None if resumed.is_some() => (resumed.take().unwrap_or(0), st),
+                None => match st.handler.take() {
+                    Some(mut handler) => {
+                        let mut consumed = 0;
+                        let input = Input::new(rest, &mut consumed);
+                        let returned = self
+                            .in_handler(|r| {
+                                handler(r, state, StreamSocket(key), StreamEvent::Received(input))
+                            })
+                            .is_some();
+                        let handler = if returned {
+                            Some(handler)
+                        } else {
+                            self.handler_panicked_close(key, handler);
+                            None
+                        };
+                        // Looked up here rather than through `handler_back`, so that
+                        // the borrow is of the registry alone and the flush below can
+                        // take the buffer pool beside it.
+                        let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
+                            return data.len();
+                        };
+                        if st.handler.is_none() {
+                            st.handler = handler;
+                        }
+                        (consumed, st)
+                    }
+                    None => (0, st),
+                },
+            };
+            off += used;
             st.delivering = false;
             if std::mem::take(&mut st.upgrade_point) && off < data.len() {
                 // Bytes that came in clear after the point where the handler turned to
@@ -211,6 +360,10 @@ impl<S: 'static> Reactor<S> {
             let again =
                 std::mem::take(&mut st.reinterpret) && off < data.len() && st.accepts_input();
             if !again {
+                if top && st.dirty {
+                    let sent = send_queued(st, &mut self.pool);
+                    self.sent_after_handler(key, sent);
+                }
                 return off;
             }
             if used == 0 {
@@ -222,6 +375,24 @@ impl<S: 'static> Reactor<S> {
                 }
             }
         }
+    }
+
+    /// What [`send_queued`] did after a handler's call from the loop: the socket
+    /// leaves the flush queue if it was sent, and a send error finishes it.
+    #[inline(always)]
+    fn sent_after_handler(&mut self, key: Key, sent: Result<bool, Error>) {
+        match sent {
+            Ok(false) => {}
+            Ok(true) => self.flushed(key),
+            Err(err) => self.send_failed(key, err),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn send_failed(&mut self, key: Key, err: Error) {
+        self.flushed(key);
+        self.finish_later(key, Err(err));
     }
 
     fn deliver_inbuf(&mut self, state: &mut S, key: Key) {

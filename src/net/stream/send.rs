@@ -5,6 +5,7 @@ use std::net::Shutdown;
 use super::state::{writable_state, Phase, ReadSide, StreamState, WriteSide};
 use super::{stale, StreamEvent, StreamSocket};
 use crate::error::Error;
+use crate::io::BufPool;
 use crate::reactor::{Key, Reactor, Source, SourceTimer};
 
 impl StreamSocket {
@@ -98,6 +99,30 @@ pub(crate) fn over_limit<S: 'static>(
         st.over_high = true;
     }
     Error::refused(operation, queued, size, limit)
+}
+
+/// Sends a stream's queue when that is all its flush has to do (open both ways, no
+/// `Drained` owed), with the socket at hand; `Ok(false)` leaves the flush to
+/// [`Reactor::flush_stream`]. A send error closes the socket and is returned, for
+/// the caller to finish it with.
+#[inline(always)]
+pub(crate) fn send_queued<S: 'static>(
+    st: &mut StreamState<S>,
+    pool: &mut BufPool,
+) -> Result<bool, Error> {
+    if st.phase != Phase::Open || st.write != WriteSide::Open || st.over_high {
+        return Ok(false);
+    }
+    let Some(io) = st.io.as_mut() else {
+        return Ok(false);
+    };
+    st.dirty = false;
+    if let Err(e) = st.out.flush(io, pool) {
+        let err = st.error("send", e);
+        st.phase = Phase::Closed;
+        return Err(err);
+    }
+    Ok(true)
 }
 
 impl<S: 'static> Reactor<S> {

@@ -168,6 +168,33 @@ impl<S: 'static> StreamState<S> {
         self.cold.as_ref().map_or(0, |c| c.framing_gen)
     }
 
+    /// Whether a flush would do nothing: the socket is open both ways, nothing is
+    /// queued and no `Drained` is owed.
+    #[inline]
+    pub(crate) fn nothing_to_flush(&self) -> bool {
+        self.phase == Phase::Open
+            && self.write == WriteSide::Open
+            && self.out.is_empty()
+            && !self.over_high
+    }
+
+    /// Whether new input would go straight to the handler as `Received`: open, the
+    /// peer still sending, a handler that takes input, no codec, no TLS, nothing kept
+    /// or to offer again first.
+    #[inline]
+    pub(crate) fn plain_input(&self) -> bool {
+        self.phase == Phase::Open
+            && self.read == ReadSide::Open
+            && self.handler.is_some()
+            && !self.receive_paused
+            && !self.reoffer
+            && !self.tls
+            && self
+                .cold
+                .as_ref()
+                .map_or(true, |c| c.decoder.is_none() && c.inbuf.is_empty())
+    }
+
     /// Whether the handler can be given input now.
     pub(crate) fn accepts_input(&self) -> bool {
         self.phase == Phase::Open && self.handler.is_some() && !self.receive_paused

@@ -417,7 +417,14 @@ impl<S: 'static> Reactor<S> {
                 self.tls_handshake_done(state, key, announce);
             }
             if len > 0 {
-                self.received(state, key, len);
+                // The handshake's handler call may have closed the socket meanwhile.
+                let open = matches!(
+                    self.sources.get(key),
+                    Some(Source::Stream(st)) if st.phase == Phase::Open
+                );
+                if open {
+                    self.received(state, key, len);
+                }
             } else if kept_more > 0 {
                 self.kept_more(state, key);
             }
