@@ -46,12 +46,13 @@ fn stale(operation: &'static str) -> Error {
 ///
 /// | what | how |
 /// | --- | --- |
-/// | receive | `recvmsg` to `WouldBlock` within the reactor's read budget, into its one read buffer: nothing allocated per datagram |
+/// | receive | `recvmmsg` (16 a call) to `WouldBlock` within the reactor's read budget, into slots of the read buffer's size that the reactor allocates once (1 MiB at most): nothing allocated per datagram; each datagram its own message |
 /// | local address | `IP_PKTINFO` / `IPV6_RECVPKTINFO` on every socket |
 /// | truncation | `MSG_TRUNC`, reported as [`Message::truncated`] |
 /// | send | queued whole, then `sendmmsg` (32 a call), or one `sendmsg` with UDP GSO for a run of same-size datagrams to one destination |
 /// | coalesced receive | UDP GRO when the read buffer holds 64 KiB; each datagram still its own message |
-/// | without batching | [`DatagramSocketControl::batching`]`(false)`: one `sendmsg` / `recvmsg` per datagram |
+/// | without batching | [`DatagramSocketControl::batching`]`(false)`: one `sendmsg` / `recvmsg` per datagram, into the read buffer |
+/// | counts | [`DatagramSocketInformation`] counts datagrams and the system calls that carried them |
 ///
 /// # Examples
 ///
@@ -170,6 +171,16 @@ pub(crate) struct DatagramState<S: 'static> {
     pub(crate) gso: bool,
     /// The kernel may coalesce received datagrams (`UDP_GRO` is on).
     pub(crate) gro: bool,
+    pub(crate) counters: Counters,
+}
+
+/// What a socket's system calls carried, for [`DatagramSocketInformation`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub(crate) datagrams_sent: u64,
+    pub(crate) send_calls: u64,
+    pub(crate) datagrams_received: u64,
+    pub(crate) receive_calls: u64,
 }
 
 impl<S: 'static> DatagramState<S> {
@@ -193,6 +204,7 @@ impl<S: 'static> DatagramState<S> {
             batching: true,
             gso: false,
             gro: false,
+            counters: Counters::default(),
         }
     }
 }
@@ -244,6 +256,10 @@ impl DatagramSocket {
                 .or_else(|| st.remote.map(|a| HostName::from(a.ip()))),
             queued_bytes: st.out.len(),
             queued_datagrams: st.out.count(),
+            datagrams_sent: st.counters.datagrams_sent,
+            send_calls: st.counters.send_calls,
+            datagrams_received: st.counters.datagrams_received,
+            receive_calls: st.counters.receive_calls,
         })
     }
 
