@@ -9,10 +9,12 @@
 
 mod control;
 mod open;
+mod output;
 mod queue;
 mod transfer;
 
 pub use control::{DatagramSocketControl, DatagramSocketInformation};
+pub use output::DatagramOutput;
 pub(crate) use transfer::DatagramKind;
 
 use std::fmt;
@@ -172,6 +174,10 @@ pub(crate) struct DatagramState<S: 'static> {
     /// The kernel may coalesce received datagrams (`UDP_GRO` is on).
     pub(crate) gro: bool,
     pub(crate) counters: Counters,
+    /// Destinations given by name ([`DatagramSocket::output_to`]).
+    pub(crate) outputs: Vec<output::Named>,
+    /// Those of `outputs` waiting for the resolver, oldest first.
+    pub(crate) resolving: std::collections::VecDeque<u32>,
 }
 
 /// What a socket's system calls carried, for [`DatagramSocketInformation`].
@@ -205,6 +211,8 @@ impl<S: 'static> DatagramState<S> {
             gso: false,
             gro: false,
             counters: Counters::default(),
+            outputs: Vec::new(),
+            resolving: std::collections::VecDeque::new(),
         }
     }
 }
@@ -221,10 +229,10 @@ impl DatagramSocket {
         reactor: &mut Reactor<S>,
     ) -> Result<std::net::UdpSocket, Error> {
         let st = reactor.datagram_mut(self.0, "into std")?;
-        if st.phase != Phase::Open || !st.out.is_empty() {
+        if st.phase != Phase::Open || !st.out.is_empty() || !st.resolving.is_empty() {
             return Err(
                 Error::new(SocketErrorStatus::InvalidState, "into std").with_detail(format!(
-                    "{} datagrams queued to send, or the peer's name is being resolved",
+                    "{} datagrams queued to send, or a name is being resolved",
                     st.out.count()
                 )),
             );
@@ -264,8 +272,9 @@ impl DatagramSocket {
     }
 
     /// Closes the socket; the handler gets `Closed`. Datagrams still queued are sent
-    /// if the kernel takes them now; those it does not are discarded and `Closed`
-    /// reports `OperationAborted` with their count.
+    /// if the kernel takes them now; those it does not, and those written to a
+    /// [`DatagramOutput`] whose name is still being resolved, are discarded and
+    /// `Closed` reports `OperationAborted` with their count.
     ///
     /// # Errors
     ///
@@ -274,7 +283,7 @@ impl DatagramSocket {
         reactor.datagram_mut(self.0, "close")?;
         reactor.flush_datagram(self.0);
         let st = reactor.datagram_mut(self.0, "close")?;
-        let left = st.out.clear();
+        let left = st.out.clear() + st.discard_waiting();
         st.phase = Phase::Closed;
         let result = if left == 0 {
             Ok(())

@@ -313,6 +313,10 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
             return;
         };
+        if st.phase == Phase::Open {
+            self.output_resolved(key, answer);
+            return;
+        }
         if st.phase != Phase::Resolving {
             return;
         }

@@ -13,7 +13,7 @@ use crate::net::listener::canonical;
 use crate::reactor::{panicked, Key, Kind, Reactor, Source};
 
 /// The largest UDP payload over IPv4: 65,535 bytes less the IPv4 and UDP headers.
-const MAX_PAYLOAD_V4: usize = 65_535 - 20 - 8;
+pub(crate) const MAX_PAYLOAD_V4: usize = 65_535 - 20 - 8;
 /// The largest UDP payload over IPv6 without jumbograms.
 const MAX_PAYLOAD_V6: usize = 65_535 - 8;
 
