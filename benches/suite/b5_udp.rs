@@ -147,7 +147,7 @@ const ROWS: &[Row] = &[
 /// Datagrams per timed run, and per counted run (strace runs it at N and 2N).
 fn counts(config: &Config) -> (u64, u64) {
     if config.quick {
-        (20_000, 2_000)
+        (20_000, 5_000)
     } else {
         (400_000, 20_000)
     }
