@@ -3,8 +3,10 @@
 //! - `mod.rs`: the handle, its events and state, information, closing, multicast groups;
 //! - `open.rs`: binding, connecting (names resolved off the loop), adopting;
 //! - `transfer.rs`: sending (the queue, the flush after a handler) and receiving (the
-//!   per-turn budget, the scratch buffer), and the kind's side of the reactor's seam;
+//!   per-turn budget, `recvmmsg` into the reactor's datagram slots), and the kind's
+//!   side of the reactor's seam;
 //! - `queue.rs`: the send queue;
+//! - `output.rs`: destination handles (`output_to`), names resolved off the loop;
 //! - `control.rs`: options, information, multicast groups.
 
 mod control;
