@@ -59,8 +59,8 @@ const ROWS: &[Row] = &[
         label: "quinn-udp GSO → GRO",
         competitor: "quinn-udp",
         describe: "quinn-udp 0.5 `UdpSocketState::try_send` with trains of up to 64 segments \
-                   from one contiguous buffer; its `recv` (GRO, `recvmmsg`) on a blocking \
-                   socket with a 10 ms timeout",
+                   from one contiguous buffer; its `recv` (GRO, `recvmmsg`) on a \
+                   non-blocking socket until `WouldBlock`, readiness from mio",
         send: udp::quinn_send,
         receive: udp::quinn_receive,
         k: 1,
@@ -166,9 +166,11 @@ fn solo(args: &[String]) {
     let ((t0, a0), (t1, a1)) = (credit.start.unwrap(), credit.end.unwrap());
     let measured = (total - flow.warm_up) as f64;
     let sent_per_s = measured / t1.duration_since(t0).as_secs_f64().max(1e-9);
-    let recv_per_s = match (counter.start, counter.last) {
-        (Some(s), Some(l)) if l > s => {
-            (counter.count() - flow.warm_up) as f64 / l.duration_since(s).as_secs_f64()
+    // From the sender's start (both sides are past their warm-up then) to the last
+    // datagram received: the pair's rate, not how fast a backlog drains.
+    let recv_per_s = match counter.last {
+        Some(l) if l > t0 => {
+            counter.count().saturating_sub(flow.warm_up) as f64 / l.duration_since(t0).as_secs_f64()
         }
         _ => 0.0,
     };
@@ -289,7 +291,8 @@ fn run(config: &Config, report: &mut Report) {
          receiver; it spins, without system calls, while the window is full), hands its \
          library at most {} at a time, and writes off what is in flight after 20 ms without \
          progress. Receive buffers ask for 4 MiB. Sent/s is the sender's rate over the \
-         measured part, received/s the receiver's (first to last datagram), loss the \
+         measured part, received/s the datagrams received after the warm-up over the time \
+         from the sender's start to the last one, loss the \
          datagrams that never arrived. System calls per datagram are of both threads \
          (`strace -f -c`, counts at {} and {} datagrams, difference ÷ {counted}); \
          allocations per datagram are of the whole process over the measured part.\n\n\

@@ -409,30 +409,48 @@ pub fn quinn_receive(k: usize, ready: Sender<Vec<SocketAddr>>, counter: &mut Cou
     if k != 1 {
         fail("b5: the quinn-udp receiver takes one socket");
     }
-    let socket = std_socket();
-    socket.set_read_timeout(Some(TICK)).ok();
-    let state = quinn_udp::UdpSocketState::new((&socket).into())
+    // Non-blocking, as quinn-udp is used (a blocking `recvmmsg` would wait for a
+    // whole batch); readiness from mio.
+    let std = std_socket();
+    std.set_nonblocking(true).ok();
+    let state = quinn_udp::UdpSocketState::new((&std).into())
         .unwrap_or_else(|e| fail(&format!("b5: quinn-udp: {e}")));
+    let mut socket = mio::net::UdpSocket::from_std(std);
+    let mut poll = mio::Poll::new().expect("poll");
+    let mut events = mio::Events::with_capacity(4);
+    poll.registry()
+        .register(&mut socket, mio::Token(0), mio::Interest::READABLE)
+        .expect("register");
     let _ = ready.send(vec![socket.local_addr().unwrap()]);
     let slot = 65_536 * state.gro_segments().max(1);
     let mut storage = vec![0u8; slot * quinn_udp::BATCH_SIZE];
     let mut meta = vec![quinn_udp::RecvMeta::default(); quinn_udp::BATCH_SIZE];
     let mut bufs: Vec<IoSliceMut<'_>> = storage.chunks_mut(slot).map(IoSliceMut::new).collect();
     while !counter.finished() {
-        match state.recv((&socket).into(), &mut bufs, &mut meta) {
-            Ok(n) => {
-                for m in &meta[..n] {
-                    let stride = m.stride.max(1);
-                    let mut left = m.len;
-                    while left > 0 {
-                        counter.datagram(left.min(stride));
-                        left = left.saturating_sub(stride);
+        match poll.poll(&mut events, Some(TICK)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => fail(&format!("b5: poll: {e}")),
+        }
+        if events.is_empty() {
+            continue;
+        }
+        loop {
+            match state.recv((&socket).into(), &mut bufs, &mut meta) {
+                Ok(n) => {
+                    for m in &meta[..n] {
+                        let stride = m.stride.max(1);
+                        let mut left = m.len;
+                        while left > 0 {
+                            counter.datagram(left.min(stride));
+                            left = left.saturating_sub(stride);
+                        }
                     }
                 }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => fail(&format!("b5: quinn-udp recv: {e}")),
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => fail(&format!("b5: quinn-udp recv: {e}")),
         }
     }
 }
