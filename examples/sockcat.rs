@@ -4,7 +4,17 @@
 //! ```text
 //! cargo run --example sockcat -- example.org 80        # connect
 //! cargo run --example sockcat -- -l 127.0.0.1 9000     # listen for one client
+//! cargo run --example sockcat -- --udp 127.0.0.1 9000   # datagrams to a peer
+//! cargo run --example sockcat -- --udp -l 9000          # datagrams from anyone
+//! cargo run --example sockcat -- --multicast 239.1.2.3 9000           # a group
+//! cargo run --example sockcat -- --multicast 239.1.2.3 --if 1 9000    # on lo
 //! ```
+//!
+//! With `--udp` or `--multicast`, each line of stdin is one datagram and each datagram
+//! received is written to stdout. `--udp -l` answers the last sender; `--multicast`
+//! shares the port with other programs (`multicast_only`) and sends to the group
+//! (looped back, so that the others on this host see it too). When stdin ends, what is
+//! queued is sent and the program exits after half a second of listening.
 //!
 //! When stdin ends, the sending side is shut down (the peer sees end of file); the
 //! program exits when the peer closes too.
@@ -49,7 +59,9 @@ struct Cat {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: sockcat [TLS] HOST PORT | sockcat -l [TLS] [HOST] PORT\n\
+        "usage: sockcat [TLS] HOST PORT | sockcat -l [TLS] [HOST] PORT\n       \
+         sockcat --udp HOST PORT | sockcat --udp -l [HOST] PORT\n       \
+         sockcat --multicast GROUP [--if INDEX] PORT\n\
          TLS: --tls | --starttls smtp, --ca FILE, --cert FILE --key FILE, \
          --insecure-ignore STATUS (repeatable)"
     );
@@ -67,6 +79,11 @@ fn main() -> ExitCode {
         }
     };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if tls.is_none() {
+        if let Some(code) = datagram_main(&args) {
+            return code;
+        }
+    }
     let result = match (args.as_slice(), &tls) {
         (["-l", port], Some(tls)) => tls.listen("::", port),
         (["-l", host, port], Some(tls)) => tls.listen(host, port),
@@ -509,4 +526,194 @@ fn smtp_event<'a>(
     smtp.line.extend_from_slice(&bytes[used..]);
     input.consume_all();
     None
+}
+
+// ---- UDP and multicast (`--udp`, `--multicast`) ----
+
+/// What the datagram mode's handlers share.
+#[derive(Default)]
+struct UdpCat {
+    socket: Option<sockloop::DatagramSocket>,
+    /// Where lines go: the group, or the last sender (`--udp -l`); `None` for a
+    /// connected socket.
+    to: Option<std::net::SocketAddr>,
+    /// Answer the last sender (`--udp -l`).
+    reply: bool,
+    stdin: Option<FdSource>,
+    /// Stdin bytes not yet ending in a newline.
+    line: Vec<u8>,
+    failed: bool,
+}
+
+/// Runs the datagram modes; `None` when the arguments ask for a stream.
+fn datagram_main(args: &[&str]) -> Option<ExitCode> {
+    let result = match args {
+        ["--udp", "-l", port] => udp_bind("::", port),
+        ["--udp", "-l", host, port] => udp_bind(host, port),
+        ["--udp", host, port] => udp_connect(host, port),
+        ["--multicast", group, port] => udp_multicast(group, 0, port),
+        ["--multicast", group, "--if", index, port] => match index.parse() {
+            Ok(index) => udp_multicast(group, index, port),
+            Err(_) => return Some(usage()),
+        },
+        ["--udp" | "--multicast", ..] => return Some(usage()),
+        _ => return None,
+    };
+    let _ = sockloop::set_nonblocking(io::stdin().as_fd(), false);
+    Some(match result {
+        Ok(cat) if !cat.failed => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("sockcat: {e}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+fn udp_connect(host: &str, port: &str) -> Result<UdpCat, sockloop::Error> {
+    let mut reactor = Reactor::<UdpCat>::new()?;
+    let socket = sockloop::DatagramSocket::connect(&mut reactor, host, port, on_datagram)?;
+    udp_run(reactor, socket, None, false)
+}
+
+fn udp_bind(host: &str, port: &str) -> Result<UdpCat, sockloop::Error> {
+    let mut reactor = Reactor::<UdpCat>::new()?;
+    let socket = sockloop::DatagramSocket::bind(&mut reactor, host, port, on_datagram)?;
+    if let Some(local) = socket.information(&reactor)?.local_address {
+        eprintln!("sockcat: receiving on {local}");
+    }
+    udp_run(reactor, socket, None, true)
+}
+
+fn udp_multicast(group: &str, interface: u32, port: &str) -> Result<UdpCat, sockloop::Error> {
+    let mut reactor = Reactor::<UdpCat>::new()?;
+    let group_ip: std::net::IpAddr = group.parse().map_err(|_| {
+        sockloop::Error::new(sockloop::SocketErrorStatus::InvalidArgument, "multicast")
+            .with_detail(format!("{group:?} is not an IP address"))
+    })?;
+    let control = sockloop::DatagramSocketControl::new()
+        .multicast_only(true)
+        .multicast_loopback(true)
+        .multicast_interface((interface != 0).then_some(interface));
+    let wildcard = if group_ip.is_ipv4() { "0.0.0.0" } else { "::" };
+    let socket =
+        sockloop::DatagramSocket::bind_with(&mut reactor, wildcard, port, &control, on_datagram)?;
+    socket.join_multicast_group_on(&mut reactor, group, interface)?;
+    let local = socket.information(&reactor)?.local_address;
+    let to = local.map(|l| std::net::SocketAddr::new(group_ip, l.port()));
+    eprintln!("sockcat: joined {group} on port {port} (interface index {interface})");
+    udp_run(reactor, socket, to, false)
+}
+
+fn udp_run(
+    mut reactor: Reactor<UdpCat>,
+    socket: sockloop::DatagramSocket,
+    to: Option<std::net::SocketAddr>,
+    reply: bool,
+) -> Result<UdpCat, sockloop::Error> {
+    let mut cat = UdpCat {
+        socket: Some(socket),
+        to,
+        reply,
+        ..UdpCat::default()
+    };
+    let stdin = io::stdin();
+    if sockloop::set_nonblocking(stdin.as_fd(), true).is_ok() {
+        match reactor.register_fd(stdin, Interest::Readable, |r, cat: &mut UdpCat, _, _, _| {
+            udp_pump_stdin(r, cat)
+        }) {
+            Ok(source) => cat.stdin = Some(source),
+            // A regular file cannot be polled: send it whole now.
+            Err(_) => udp_pump_stdin(&mut reactor, &mut cat),
+        }
+    }
+    reactor.run(&mut cat)?;
+    Ok(cat)
+}
+
+fn on_datagram(
+    reactor: &mut Reactor<UdpCat>,
+    cat: &mut UdpCat,
+    _socket: sockloop::DatagramSocket,
+    event: sockloop::DatagramEvent<'_>,
+) {
+    match event {
+        sockloop::DatagramEvent::MessageReceived(m) => {
+            if cat.reply {
+                cat.to = Some(m.remote);
+            }
+            if m.truncated {
+                eprintln!("sockcat: a datagram from {} was truncated", m.remote);
+            }
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(m.data).and_then(|()| out.flush());
+        }
+        sockloop::DatagramEvent::Error(e) => eprintln!("sockcat: {e}"),
+        sockloop::DatagramEvent::Closed(result) => {
+            if let Err(e) = result {
+                eprintln!("sockcat: {e}");
+                cat.failed = true;
+            }
+            cat.socket = None;
+            if let Some(stdin) = cat.stdin.take() {
+                let _ = reactor.deregister_fd(stdin);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads stdin until it would block or ends; each complete line is one datagram.
+fn udp_pump_stdin(reactor: &mut Reactor<UdpCat>, cat: &mut UdpCat) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match io::stdin().lock().read(&mut buf) {
+            Ok(0) => {
+                let rest = std::mem::take(&mut cat.line);
+                udp_send(reactor, cat, &rest);
+                if let Some(stdin) = cat.stdin.take() {
+                    let _ = reactor.deregister_fd(stdin);
+                }
+                // Listen a little longer for answers, then close.
+                reactor.set_timer(std::time::Duration::from_millis(500), |r, cat, _| {
+                    if let Some(socket) = cat.socket {
+                        let _ = socket.close(r);
+                    }
+                });
+                return;
+            }
+            Ok(n) => {
+                cat.line.extend_from_slice(&buf[..n]);
+                while let Some(end) = cat.line.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = cat.line.drain(..=end).collect();
+                    udp_send(reactor, cat, &line);
+                }
+                // A "line" too long for one datagram goes in pieces.
+                while cat.line.len() > 65_000 {
+                    let piece: Vec<u8> = cat.line.drain(..65_000).collect();
+                    udp_send(reactor, cat, &piece);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return, // WouldBlock: wait for the next readiness event
+        }
+    }
+}
+
+fn udp_send(reactor: &mut Reactor<UdpCat>, cat: &mut UdpCat, data: &[u8]) {
+    let Some(socket) = cat.socket else { return };
+    if data.is_empty() {
+        return;
+    }
+    let result = match cat.to {
+        Some(to) => socket.send_to(reactor, to, data),
+        None if cat.reply => {
+            eprintln!("sockcat: no datagram received yet, nobody to answer; line dropped");
+            return;
+        }
+        None => socket.send(reactor, data),
+    };
+    if let Err(e) = result {
+        eprintln!("sockcat: {e}");
+    }
 }

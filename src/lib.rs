@@ -183,7 +183,8 @@ pub use net::control::{
     StreamSocketInformation, StreamSocketListenerControl,
 };
 pub use net::datagram::{
-    DatagramEvent, DatagramSocket, DatagramSocketControl, DatagramSocketInformation, Message,
+    DatagramEvent, DatagramOutput, DatagramSocket, DatagramSocketControl,
+    DatagramSocketInformation, Message,
 };
 pub use net::endpoint::{Destination, EndpointPair};
 pub use net::hostname::{HostName, HostNameType, IntoHostName};

@@ -30,6 +30,7 @@ mod alloc;
 mod b1_pingpong;
 mod b2_connections;
 mod b3_batched;
+mod b5_udp;
 mod b6_wake;
 mod b7_memory;
 mod b8_timers;
@@ -88,6 +89,7 @@ pub const FAMILIES: &[Family] = &[
     b1_pingpong::FAMILY,
     b2_connections::FAMILY,
     b3_batched::FAMILY,
+    b5_udp::FAMILY,
     b6_wake::FAMILY,
     b7_memory::FAMILY,
     b8_timers::FAMILY,

@@ -12,6 +12,7 @@ mod mio_loop;
 mod sockloop;
 mod std_block;
 mod tokio_rt;
+pub mod udp;
 
 /// One competitor: its flag name and its server.
 pub struct Competitor {
