@@ -30,6 +30,7 @@ mod alloc;
 mod b1_pingpong;
 mod b2_connections;
 mod b3_batched;
+mod b4_tls;
 mod b5_udp;
 mod b6_wake;
 mod b7_memory;
@@ -89,6 +90,7 @@ pub const FAMILIES: &[Family] = &[
     b1_pingpong::FAMILY,
     b2_connections::FAMILY,
     b3_batched::FAMILY,
+    b4_tls::FAMILY,
     b5_udp::FAMILY,
     b6_wake::FAMILY,
     b7_memory::FAMILY,

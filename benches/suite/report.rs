@@ -340,8 +340,8 @@ impl Report {
              - Heap bytes per idle connection count what the allocator handed out, including \
              the unused capacity of grown tables (a slab or map that doubled).\n\
              \n## Not measured yet\n\n\
-             B4 (TLS handshakes and bulk transfer against tokio-rustls) and B5 (UDP datagrams \
-             against tokio's `UdpSocket`) join the suite with the TLS and UDP sockets.\n",
+             B5 (UDP datagrams against tokio's `UdpSocket`) joins the suite with the UDP \
+             sockets.\n",
         );
         if !self.failures.is_empty() {
             out.push_str("\n## Failures\n\n");

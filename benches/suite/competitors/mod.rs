@@ -11,6 +11,7 @@ mod message_io;
 mod mio_loop;
 mod sockloop;
 mod std_block;
+pub mod tls;
 mod tokio_rt;
 pub mod udp;
 
