@@ -168,6 +168,54 @@ fn pushing_a_timer_back_does_not_allocate() {
     reactor.cancel_timer(id).unwrap();
 }
 
+/// Idle, read and write timeouts cost nothing per message: an echo on a socket with
+/// all three set allocates nothing once warm.
+#[test]
+fn timeouts_do_not_allocate_per_message() {
+    use std::io::Write;
+    let mut reactor = Reactor::<Seen>::new().unwrap();
+    let (ours, mut peer) = util::loopback_pair();
+    let socket = StreamSocket::from_std(&mut reactor, ours, |r, _: &mut Seen, socket, event| {
+        if let StreamEvent::Received(mut input) = event {
+            socket.write(r, input.bytes()).unwrap();
+            input.consume_all();
+        }
+    })
+    .unwrap();
+    for set in [
+        StreamSocket::set_idle_timeout::<Seen>,
+        StreamSocket::set_read_timeout::<Seen>,
+        StreamSocket::set_write_timeout::<Seen>,
+    ] {
+        set(socket, &mut reactor, Some(Duration::from_secs(60))).unwrap();
+    }
+    let mut seen = Seen::default();
+    let mut round_trips = |reactor: &mut Reactor<Seen>, n: usize| {
+        let mut buf = [0u8; 64];
+        for i in 0..n {
+            buf[0] = i as u8;
+            peer.write_all(&buf).unwrap();
+            let mut got = 0;
+            while got < buf.len() {
+                reactor
+                    .turn(&mut seen, Some(Duration::from_millis(100)))
+                    .expect("turn");
+                let mut echo = [0u8; 64];
+                peer.set_nonblocking(true).unwrap();
+                match peer.read(&mut echo) {
+                    Ok(k) => got += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("peer read: {e}"),
+                }
+                peer.set_nonblocking(false).unwrap();
+            }
+        }
+    };
+    round_trips(&mut reactor, 100);
+    let (n, ()) = allocations_in(|| round_trips(&mut reactor, 1000));
+    assert_eq!(n, 0, "1,000 round trips with timeouts allocated {n} times");
+}
+
 /// Both ends of a TLS transfer in one reactor: bytes sent and bytes the sink received.
 #[derive(Default)]
 struct TlsFlow {

@@ -5,6 +5,7 @@
 //! cargo bench -p sockloop-bench --bench suite             # every family, 5 repetitions
 //! cargo bench -p sockloop-bench --bench suite -- --quick  # everything once, small counts
 //! cargo bench -p sockloop-bench --bench suite -- --write  # also write BENCHMARKS.md
+//! cargo bench -p sockloop-bench --bench suite -- --only b7 --write  # update its section only
 //! cargo bench -p sockloop-bench --bench suite -- --only b1 --competitors sockloop,mio --reps 7
 //! ```
 //!
@@ -721,6 +722,11 @@ fn main() {
             .parent()
             .expect("the bench crate is in the repository");
         let path = root.join("BENCHMARKS.md");
+        // With --only, the other sections of the existing report are kept.
+        let text = match (&only, std::fs::read_to_string(&path)) {
+            (Some(_), Ok(existing)) => report.merge_into(&existing),
+            _ => text,
+        };
         std::fs::write(&path, &text).expect("write BENCHMARKS.md");
         eprintln!("suite: wrote {}", path.display());
         let dir = root.join(report::CHART_DIR);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use socket2::{SockRef, Socket, TcpKeepalive};
 
 use crate::net::hostname::HostName;
+use crate::net::stream::{nonzero, Timeouts};
 #[cfg(feature = "tls")]
 use crate::tls::{ProtectionLevel, TlsClientOptions, TlsServerConfig, HANDSHAKE_TIMEOUT};
 
@@ -75,6 +76,7 @@ pub struct StreamSocketControl {
     qos: QualityOfService,
     serialize: bool,
     connect_timeout: Duration,
+    timeouts: Timeouts,
     #[cfg(feature = "tls")]
     protection_level: ProtectionLevel,
     #[cfg(feature = "tls")]
@@ -94,6 +96,7 @@ impl Default for StreamSocketControl {
             qos: QualityOfService::Normal,
             serialize: false,
             connect_timeout: Duration::from_secs(30),
+            timeouts: Timeouts::default(),
             #[cfg(feature = "tls")]
             protection_level: ProtectionLevel::PlainSocket,
             #[cfg(feature = "tls")]
@@ -165,6 +168,76 @@ impl StreamSocketControl {
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
+    }
+
+    /// Closes the connection with `ConnectionTimedOut` (and a reset) once no byte was
+    /// received and none was sent for this long. Off by default; `None` or a zero
+    /// duration turns it off. Set it on
+    /// [`StreamSocketListenerControl::accepted`] for the connections a listener
+    /// accepts, or change it on an open socket with
+    /// [`StreamSocket::set_idle_timeout`](crate::StreamSocket::set_idle_timeout).
+    ///
+    /// Timeouts cost nothing per message: a read or a send stamps the time, and one
+    /// internal timer per socket is armed again at most once per timeout period.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockloop::{StreamSocketControl, StreamSocketListenerControl};
+    ///
+    /// // Reclaim silent clients after 30 s, slow ones (1 byte every few seconds) after 5 s
+    /// // without a byte, and those that stop reading our replies after 10 s.
+    /// let per_connection = StreamSocketControl::new()
+    ///     .idle_timeout(Some(Duration::from_secs(30)))
+    ///     .read_timeout(Some(Duration::from_secs(5)))
+    ///     .write_timeout(Some(Duration::from_secs(10)));
+    /// let control = StreamSocketListenerControl::new().accepted(per_connection);
+    /// assert_eq!(control.get_accepted().get_read_timeout(), Some(Duration::from_secs(5)));
+    /// ```
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeouts.idle = nonzero(timeout);
+        self
+    }
+
+    /// Closes the connection with `ConnectionTimedOut` (and a reset) once no byte was
+    /// received for this long while receiving: the clock stops while receiving is
+    /// paused ([`set_receive_paused`](crate::StreamSocket::set_receive_paused)) and
+    /// after the peer's FIN. Off by default. See [`idle_timeout`](Self::idle_timeout).
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeouts.read = nonzero(timeout);
+        self
+    }
+
+    /// Closes the connection with `ConnectionTimedOut` (and a reset) once bytes have
+    /// been queued for this long without the peer taking any of them (a peer that
+    /// stopped reading). The clock runs only while something is queued, also during
+    /// a graceful `close`. Off by default. See [`idle_timeout`](Self::idle_timeout).
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeouts.write = nonzero(timeout);
+        self
+    }
+
+    /// The idle timeout.
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.timeouts.idle
+    }
+
+    /// The read timeout.
+    pub fn get_read_timeout(&self) -> Option<Duration> {
+        self.timeouts.read
+    }
+
+    /// The write (stall) timeout.
+    pub fn get_write_timeout(&self) -> Option<Duration> {
+        self.timeouts.write
+    }
+
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// Whether Nagle's algorithm is disabled.

@@ -537,6 +537,7 @@ impl<S: 'static> Reactor<S> {
             return;
         };
         let local = io.local_addr().unwrap_or(l.local);
+        let timeouts = l.accepted.timeouts();
         #[cfg(feature = "tls")]
         let session = match crate::net::stream::tls::for_accept(l.tls.as_ref(), &l.accepted) {
             Ok(session) => session,
@@ -557,6 +558,9 @@ impl<S: 'static> Reactor<S> {
         if let (Some(session), Some(Source::Stream(st))) = (session, self.sources.get_mut(socket)) {
             crate::net::stream::tls::install(st, session);
             self.arm_handshake_timer(socket);
+        }
+        if timeouts.any() {
+            self.set_timeouts(socket, timeouts);
         }
         self.stats_mut().accepted += 1;
         let event = ListenerEvent::ConnectionReceived(ConnectionReceived {

@@ -46,6 +46,7 @@ impl<S: 'static> Reactor<S> {
         };
         if let Some(mut cold) = st.cold.take() {
             self.cancel_internal_timer(cold.timer.take());
+            self.unwatch(cold.watch.take());
             #[cfg(feature = "tls")]
             self.cancel_internal_timer(cold.handshake_timer.take());
             // A lookup still queued or running for it goes (a connect timeout takes

@@ -192,6 +192,9 @@ impl<S: 'static> Reactor<S> {
         destination: Destination,
         control: &StreamSocketControl,
     ) {
+        if control.timeouts().any() {
+            self.set_timeouts(key, control.timeouts());
+        }
         let timeout = self.set_source_timer(
             control.get_connect_timeout(),
             key,
@@ -419,6 +422,7 @@ impl<S: 'static> Reactor<S> {
     }
 
     fn connected(&mut self, state: &mut S, key: Key, queued: bool, readable: bool) {
+        self.watch_connected(key);
         #[cfg(feature = "tls")]
         let tls = self.tls_connected(key);
         #[cfg(not(feature = "tls"))]

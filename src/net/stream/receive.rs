@@ -85,6 +85,9 @@ impl<S: 'static> Reactor<S> {
             } else {
                 io.read(&mut self.scratch[..want])
             };
+            if matches!(read, Ok(n) if n > 0) {
+                st.note_read();
+            }
             match read {
                 Ok(0) => return self.read_eof(state, key),
                 Ok(n) => {

@@ -325,6 +325,11 @@ impl<S: 'static> Reactor<S> {
             match tls.read_tls(io) {
                 Ok(0) => return self.tls_eof(state, key),
                 Ok(n) => {
+                    if st.watched {
+                        if let Some(w) = cold.watch.as_deref_mut() {
+                            w.received();
+                        }
+                    }
                     if let Err(err) = tls.process() {
                         return self.tls_failed(key, err);
                     }
