@@ -8,14 +8,29 @@
 //!
 //! When stdin ends, the sending side is shut down (the peer sees end of file); the
 //! program exits when the peer closes too.
+//!
+//! TLS (the negotiated version, cipher suite and peer certificate go to stderr):
+//!
+//! ```text
+//! sockcat --tls example.org 443                      # connect over TLS (Mozilla's roots)
+//! sockcat --tls --ca ca.pem localhost 4433           # trusting ca.pem instead
+//! sockcat --tls --cert c.pem --key k.pem HOST PORT   # with a client certificate
+//! sockcat --tls --insecure-ignore CertificateExpired --insecure-ignore \
+//!     CertificateUntrustedRoot HOST PORT               # accept these errors (logged)
+//! sockcat --starttls smtp mail.example.org 587       # EHLO, STARTTLS, then TLS in place
+//! sockcat -l --tls --cert s.pem --key k.pem 4433     # TLS server for one client
+//! sockcat -l --tls --cert s.pem --key k.pem --ca ca.pem 4433  # ... that must
+//!                                                    # present a certificate from ca.pem
+//! ```
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use sockloop::{
-    FdEvent, FdSource, Interest, ListenerEvent, Reactor, StreamEvent, StreamSocket,
-    StreamSocketListener,
+    FdEvent, FdSource, HostName, Interest, ListenerEvent, ProtectionLevel, Reactor,
+    SocketErrorStatus, StreamEvent, StreamSocket, StreamSocketControl, StreamSocketListener,
+    StreamSocketListenerControl, TlsClientOptions, TlsServerConfig,
 };
 
 #[derive(Default)]
@@ -26,21 +41,39 @@ struct Cat {
     pending: Vec<u8>,
     stdin_done: bool,
     failed: bool,
+    /// `--starttls smtp`: the negotiation before the upgrade (`None` once upgraded).
+    smtp: Option<Smtp>,
+    /// What TLS negotiated was printed.
+    tls_shown: bool,
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: sockcat HOST PORT | sockcat -l [HOST] PORT");
+    eprintln!(
+        "usage: sockcat [TLS] HOST PORT | sockcat -l [TLS] [HOST] PORT\n\
+         TLS: --tls | --starttls smtp, --ca FILE, --cert FILE --key FILE, \
+         --insecure-ignore STATUS (repeatable)"
+    );
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     env_logger::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let tls = match Tls::take_flags(&mut args) {
+        Ok(tls) => tls,
+        Err(why) => {
+            eprintln!("sockcat: {why}");
+            return usage();
+        }
+    };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let result = match args.as_slice() {
-        ["-l", port] => listen("::", port),
-        ["-l", host, port] => listen(host, port),
-        [host, port] => connect(host, port),
+    let result = match (args.as_slice(), &tls) {
+        (["-l", port], Some(tls)) => tls.listen("::", port),
+        (["-l", host, port], Some(tls)) => tls.listen(host, port),
+        ([host, port], Some(tls)) => tls.connect(host, port),
+        (["-l", port], None) => listen("::", port),
+        (["-l", host, port], None) => listen(host, port),
+        ([host, port], None) => connect(host, port),
         _ => return usage(),
     };
     let _ = sockloop::set_nonblocking(io::stdin().as_fd(), false);
@@ -66,11 +99,20 @@ fn connect(host: &str, port: &str) -> Result<Cat, sockloop::Error> {
 }
 
 fn listen(host: &str, port: &str) -> Result<Cat, sockloop::Error> {
+    listen_with(host, port, &StreamSocketListenerControl::new())
+}
+
+fn listen_with(
+    host: &str,
+    port: &str,
+    control: &StreamSocketListenerControl,
+) -> Result<Cat, sockloop::Error> {
     let mut reactor = Reactor::<Cat>::new()?;
-    let listener = StreamSocketListener::bind(
+    let listener = StreamSocketListener::bind_with(
         &mut reactor,
         host,
         port,
+        control,
         |reactor, cat: &mut Cat, listener, event| {
             if let ListenerEvent::ConnectionReceived(conn) = event {
                 eprintln!("sockcat: connection from {}", conn.remote);
@@ -114,14 +156,29 @@ fn on_socket(
     socket: StreamSocket,
     event: StreamEvent<'_>,
 ) {
+    let event = match smtp_event(reactor, cat, socket, event) {
+        Some(event) => event,
+        None => return,
+    };
     match event {
         StreamEvent::Connected => {
             if let Ok(info) = socket.information(reactor) {
                 eprintln!("sockcat: connected to {:?}", info.remote_address);
             }
+            print_tls(reactor, cat, socket);
+            if cat.smtp.is_none() {
+                start_stdin(reactor, cat);
+            }
+        }
+        StreamEvent::TlsUpgraded => {
+            print_tls(reactor, cat, socket);
             start_stdin(reactor, cat);
         }
         StreamEvent::Received(mut input) => {
+            if !cat.tls_shown {
+                // An accepted TLS socket's first bytes follow its handshake.
+                print_tls(reactor, cat, socket);
+            }
             let mut out = io::stdout().lock();
             let _ = out.write_all(input.bytes()).and_then(|()| out.flush());
             input.consume_all();
@@ -192,4 +249,264 @@ fn send_pending(reactor: &mut Reactor<Cat>, cat: &mut Cat) {
     if !cat.pending.is_empty() && socket.write(reactor, &cat.pending).is_ok() {
         cat.pending.clear();
     }
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// The TLS flags: how to protect the connection, with what.
+struct Tls {
+    /// `--starttls smtp`: plain first, upgraded in place after the SMTP exchange.
+    starttls: bool,
+    /// `--ca FILE`: the client's trust roots, or the roots a listener asks client
+    /// certificates to chain to.
+    ca: Option<Vec<u8>>,
+    /// `--cert FILE --key FILE`: the client's certificate, or the listener's.
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// `--insecure-ignore STATUS`.
+    ignore: Vec<SocketErrorStatus>,
+}
+
+impl Tls {
+    /// Removes the TLS flags from `args`; `None` without `--tls` or `--starttls`.
+    fn take_flags(args: &mut Vec<String>) -> Result<Option<Tls>, String> {
+        let mut tls = Tls {
+            starttls: false,
+            ca: None,
+            identity: None,
+            ignore: Vec::new(),
+        };
+        let (mut on, mut cert, mut key) = (false, None, None);
+        let mut rest = Vec::new();
+        let mut it = std::mem::take(args).into_iter();
+        while let Some(arg) = it.next() {
+            let mut value = |flag: &str| it.next().ok_or_else(|| format!("{flag} needs a value"));
+            let read = |file: String| std::fs::read(&file).map_err(|e| format!("{file}: {e}"));
+            match arg.as_str() {
+                "--tls" => on = true,
+                "--starttls" => match value("--starttls")?.as_str() {
+                    "smtp" => (on, tls.starttls) = (true, true),
+                    other => return Err(format!("--starttls {other}: only smtp is known")),
+                },
+                "--ca" => tls.ca = Some(read(value("--ca")?)?),
+                "--cert" => cert = Some(read(value("--cert")?)?),
+                "--key" => key = Some(read(value("--key")?)?),
+                "--insecure-ignore" => tls.ignore.push(status(&value("--insecure-ignore")?)?),
+                _ => rest.push(arg),
+            }
+        }
+        *args = rest;
+        tls.identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err("--cert and --key go together".into()),
+        };
+        let used = tls.ca.is_some() || tls.identity.is_some() || !tls.ignore.is_empty();
+        match (on, used) {
+            (true, _) => Ok(Some(tls)),
+            (false, true) => Err("--ca, --cert, --key and --insecure-ignore need --tls".into()),
+            (false, false) => Ok(None),
+        }
+    }
+
+    fn client_options(&self) -> Result<TlsClientOptions, sockloop::Error> {
+        let mut options = TlsClientOptions::new();
+        if let Some(ca) = &self.ca {
+            options = options.root_certificates_pem(ca)?;
+        }
+        if let Some((cert, key)) = &self.identity {
+            options = options.client_certificate_pem(cert, key)?;
+        }
+        options.ignorable_server_certificate_errors(self.ignore.iter().copied())
+    }
+
+    fn connect(&self, host: &str, port: &str) -> Result<Cat, sockloop::Error> {
+        let options = self.client_options()?;
+        let mut control = StreamSocketControl::new().tls(options.clone());
+        if !self.starttls {
+            control = control.protection_level(ProtectionLevel::Ssl);
+        }
+        let mut reactor = Reactor::<Cat>::new()?;
+        let socket = StreamSocket::connect_with(&mut reactor, host, port, &control, on_socket)?;
+        let mut cat = Cat {
+            socket: Some(socket),
+            ..Cat::default()
+        };
+        if self.starttls {
+            cat.smtp = Some(Smtp {
+                step: SmtpStep::Greeting,
+                line: Vec::new(),
+                host: HostName::new(host)?,
+                options,
+            });
+        }
+        reactor.run(&mut cat)?;
+        Ok(cat)
+    }
+
+    fn listen(&self, host: &str, port: &str) -> Result<Cat, sockloop::Error> {
+        if self.starttls || !self.ignore.is_empty() {
+            return Err(
+                sockloop::Error::new(SocketErrorStatus::InvalidArgument, "sockcat -l")
+                    .with_detail("a listener takes --tls, --cert, --key and --ca only"),
+            );
+        }
+        let Some((cert, key)) = &self.identity else {
+            return Err(sockloop::Error::new(
+                SocketErrorStatus::InvalidArgument,
+                "sockcat -l --tls",
+            )
+            .with_detail("a TLS listener needs its certificate: --cert FILE --key FILE"));
+        };
+        let mut server = TlsServerConfig::from_pem(cert, key)?;
+        if let Some(ca) = &self.ca {
+            server = server.client_authentication_pem(ca, true)?;
+        }
+        listen_with(host, port, &StreamSocketListenerControl::new().tls(server))
+    }
+}
+
+/// A status by its name (`CertificateExpired`), for `--insecure-ignore`.
+fn status(name: &str) -> Result<SocketErrorStatus, String> {
+    use SocketErrorStatus::*;
+    let known = [
+        CertificateExpired,
+        CertificateUntrustedRoot,
+        CertificateCommonNameIsIncorrect,
+        CertificateWrongUsage,
+        CertificateRevoked,
+        CertificateIsInvalid,
+    ];
+    known
+        .into_iter()
+        .find(|s| format!("{s:?}").eq_ignore_ascii_case(name))
+        .ok_or_else(|| format!("--insecure-ignore {name}: not a certificate status ({known:?})"))
+}
+
+/// What the connection negotiated, on stderr.
+fn print_tls(reactor: &Reactor<Cat>, cat: &mut Cat, socket: StreamSocket) {
+    let Ok(Some(info)) = socket.tls_information(reactor) else {
+        return;
+    };
+    cat.tls_shown = true;
+    eprintln!(
+        "sockcat: {:?}, {}{}",
+        info.protection_level,
+        info.cipher_suite,
+        if info.resumed { ", resumed" } else { "" }
+    );
+    if let Some(leaf) = info.peer_certificates.first() {
+        eprintln!("sockcat: peer certificate, {} bytes (DER)", leaf.len());
+    }
+}
+
+/// `--starttls smtp`: greeting, `EHLO`, `STARTTLS`, then the upgrade in place.
+struct Smtp {
+    step: SmtpStep,
+    /// The reply line being read.
+    line: Vec<u8>,
+    host: HostName,
+    options: TlsClientOptions,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum SmtpStep {
+    /// Waiting for the server's `220` greeting.
+    Greeting,
+    /// `EHLO` sent: waiting for the last `250` line.
+    Ehlo,
+    /// `STARTTLS` sent: waiting for `220`.
+    StartTls,
+    /// Upgrading: the server must say nothing more in clear.
+    Upgrading,
+}
+
+/// The SMTP exchange before the upgrade: consumes the events it handles (`None`) and
+/// passes on the others. Replies are echoed to stderr.
+fn smtp_event<'a>(
+    reactor: &mut Reactor<Cat>,
+    cat: &mut Cat,
+    socket: StreamSocket,
+    event: StreamEvent<'a>,
+) -> Option<StreamEvent<'a>> {
+    let Some(smtp) = cat.smtp.as_mut() else {
+        return Some(event);
+    };
+    let mut input = match event {
+        StreamEvent::Received(input) => input,
+        StreamEvent::TlsUpgraded => {
+            cat.smtp = None;
+            eprintln!("sockcat: TLS in place; type SMTP commands (EHLO again first)");
+            return Some(StreamEvent::TlsUpgraded);
+        }
+        StreamEvent::Closed(_) => {
+            cat.smtp = None;
+            return Some(event);
+        }
+        other => return Some(other),
+    };
+    let fail = |reactor: &mut Reactor<Cat>, cat: &mut Cat, why: String| {
+        eprintln!("sockcat: STARTTLS failed: {why}");
+        cat.failed = true;
+        let _ = socket.abort(reactor);
+    };
+    let bytes = input.bytes();
+    let mut used = 0;
+    while let Some(end) = bytes[used..].iter().position(|&b| b == b'\n') {
+        smtp.line.extend_from_slice(&bytes[used..used + end + 1]);
+        used += end + 1;
+        let line = std::mem::take(&mut smtp.line);
+        eprint!("sockcat: < {}", String::from_utf8_lossy(&line));
+        // "250-..." continues, "250 ..." is the last line of a reply.
+        let last = line.get(3) != Some(&b'-');
+        let code = line.get(..3).unwrap_or_default();
+        let (want, send, next) = match smtp.step {
+            SmtpStep::Greeting => (&b"220"[..], &b"EHLO sockcat\r\n"[..], SmtpStep::Ehlo),
+            SmtpStep::Ehlo => (&b"250"[..], &b"STARTTLS\r\n"[..], SmtpStep::StartTls),
+            SmtpStep::StartTls => (&b"220"[..], &b""[..], SmtpStep::Upgrading),
+            SmtpStep::Upgrading => {
+                input.consume(used);
+                fail(
+                    reactor,
+                    cat,
+                    "the server said more before the handshake".into(),
+                );
+                return None;
+            }
+        };
+        if code != want {
+            input.consume(used);
+            fail(
+                reactor,
+                cat,
+                format!("expected {}", String::from_utf8_lossy(want)),
+            );
+            return None;
+        }
+        if !last {
+            continue;
+        }
+        smtp.step = next;
+        if next == SmtpStep::Upgrading {
+            if used != bytes.len() {
+                // Plaintext after the 220 would be taken as protected: refused.
+                input.consume(used);
+                fail(reactor, cat, "the server said more after its 220".into());
+                return None;
+            }
+            let (host, options) = (smtp.host.clone(), smtp.options.clone());
+            input.consume(used);
+            if let Err(e) =
+                socket.upgrade_to_tls_with(reactor, ProtectionLevel::Ssl, &host, &options)
+            {
+                fail(reactor, cat, e.to_string());
+            }
+            return None;
+        }
+        eprint!("sockcat: > {}", String::from_utf8_lossy(send));
+        let _ = socket.write(reactor, send);
+    }
+    // A partial line waits for the rest.
+    smtp.line.extend_from_slice(&bytes[used..]);
+    input.consume_all();
+    None
 }

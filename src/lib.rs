@@ -198,7 +198,7 @@ pub use reactor::{
 #[cfg(feature = "tls")]
 pub use rustls;
 #[cfg(feature = "tls")]
-pub use tls::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig};
+pub use tls::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig, TrustRoots};
 
 /// The fuzz targets' oracles (`fuzz/`) and the tests' decoding helpers. Not part of
 /// the API: behind the `fuzzing` feature, and it may change at any time.

@@ -9,5 +9,5 @@ mod config;
 mod session;
 mod verify;
 
-pub use config::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig};
+pub use config::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig, TrustRoots};
 pub(crate) use session::{Announce, TlsSession, HANDSHAKE_TIMEOUT};
