@@ -91,10 +91,10 @@ fn serve(addr_tx: std::sync::mpsc::Sender<(SocketAddr, sockloop::Remote<Server>)
                 let claimed = c
                     .socket
                     .set_handler(r, |r, server: &mut Server, socket, event| match event {
-                        StreamEvent::Received(mut input) => {
-                            if socket.write(r, input.bytes()).is_ok() {
-                                input.consume_all();
-                            }
+                        StreamEvent::Received(mut input)
+                            if socket.write(r, input.bytes()).is_ok() =>
+                        {
+                            input.consume_all();
                         }
                         StreamEvent::ReadClosed => {
                             let _ = socket.close(r);
