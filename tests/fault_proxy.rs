@@ -1,6 +1,7 @@
-//! Streams through the fault-injecting proxy (`tests/util/fault_proxy.rs`): echo and
-//! framing under 1-byte segments, stalls and random cuts, checksummed; resets,
-//! half-closes, truncations and injected bytes reported as the API promises.
+//! Streams through the fault-injecting proxy (`tests/util/fault_proxy.rs`): echo,
+//! framing and TLS under 1-byte segments, stalls and random cuts, checksummed; resets,
+//! half-closes, truncations (TLS ones too) and injected bytes reported as the API
+//! promises.
 
 mod util;
 
@@ -402,4 +403,107 @@ fn injected_bytes_arrive_exactly_where_injected() {
     want.extend_from_slice(&data[12_345..]);
     assert!(client.got_bytes == want, "{} bytes", client.got_bytes.len());
     assert_eq!(client.events.last(), Some(&Ev::Closed(Ok(()))));
+}
+
+/// TLS through the proxy: the handshake and the records cut into 1-byte segments, then
+/// a truncation (FIN without close_notify) mid-stream reported as a reset, not an end.
+#[cfg(feature = "tls")]
+mod tls {
+    use super::*;
+    use sockloop::ProtectionLevel;
+    use util::tls::{tls_control, Pki};
+
+    fn tls_echo_server(reactor: &mut Reactor<Client>, pki: &Pki) -> SocketAddr {
+        let control = StreamSocketListenerControl::new().tls(pki.server());
+        serve(reactor, &control, echo).1
+    }
+
+    /// A TLS client of an echo server through a proxy; sends `data`, closes once it
+    /// is all back.
+    fn tls_echo_through(up: Faults, down: Faults, data: Vec<u8>) -> Client {
+        let pki = Pki::new(&["127.0.0.1"]);
+        let mut reactor = Reactor::<Client>::new().unwrap();
+        let addr = tls_echo_server(&mut reactor, &pki);
+        let proxy = FaultProxy::start(addr, up, down);
+        let control = tls_control(ProtectionLevel::Tls13, pki.client());
+        let mut client = Client {
+            want: data.len(),
+            ..Client::default()
+        };
+        client.expected.update(&data);
+        StreamSocket::connect_to_with(
+            &mut reactor,
+            proxy.addr(),
+            &control,
+            move |reactor, c: &mut Client, socket, event| {
+                c.events.push(Ev::of(&event));
+                match event {
+                    StreamEvent::Connected => {
+                        for chunk in data.chunks(16 * 1024) {
+                            socket.write(reactor, chunk).expect("write");
+                        }
+                    }
+                    StreamEvent::Received(mut input) => {
+                        c.got.update(input.bytes());
+                        c.got_bytes.extend_from_slice(input.bytes());
+                        input.consume_all();
+                        if c.got_bytes.len() == c.want {
+                            socket.close(reactor).expect("close");
+                        }
+                    }
+                    _ => {}
+                }
+            },
+        )
+        .unwrap();
+        run_until(&mut reactor, &mut client, LIMIT, |c| {
+            util::closed(&c.events)
+        });
+        util::run_for(&mut reactor, &mut client, Duration::from_millis(20));
+        assert_lifecycle(&client.events);
+        drop(proxy);
+        client
+    }
+
+    #[test]
+    fn tls_echo_through_one_byte_segments_is_checksummed() {
+        let data = Prng::new(30).bytes(32 * 1024);
+        let seg = Duration::from_micros(10);
+        let client = tls_echo_through(
+            Faults::none().segments(1, seg),
+            Faults::none().segments(1, seg),
+            data,
+        );
+        assert_eq!(
+            client.got.finish(),
+            client.expected.finish(),
+            "echo differs"
+        );
+        assert_eq!(client.events.first(), Some(&Ev::Connected));
+        assert_eq!(client.events.last(), Some(&Ev::Closed(Ok(()))));
+    }
+
+    #[test]
+    fn a_tls_stream_truncated_mid_record_is_a_reset_not_an_end() {
+        // 200 KiB echoed, the server's records cut after 100,000 bytes (mid-record).
+        let data = Prng::new(31).bytes(200 * 1024);
+        let client = tls_echo_through(
+            Faults::none(),
+            Faults::none()
+                .segments(3000, Duration::ZERO)
+                .truncate_after(100_000),
+            data.clone(),
+        );
+        let n = client.got_bytes.len();
+        assert!(n < data.len(), "all {n} bytes arrived through a truncation");
+        assert!(client.got_bytes == data[..n], "bytes before the cut differ");
+        assert!(
+            !client.events.contains(&Ev::ReadClosed),
+            "a truncation seen as an end"
+        );
+        assert_eq!(
+            client.events.last(),
+            Some(&Ev::Closed(Err(SocketErrorStatus::ConnectionResetByPeer)))
+        );
+    }
 }
