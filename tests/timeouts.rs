@@ -420,3 +420,46 @@ fn timeouts_set_and_cleared_on_an_open_socket() {
         Err(SocketErrorStatus::InvalidHandle)
     );
 }
+
+/// A stall that begins with a handler's write, long after the connection went quiet:
+/// the write clock starts with that write (not at accept, not never).
+#[test]
+fn write_timeout_counts_from_a_write_made_after_a_long_quiet() {
+    let timeout = Duration::from_millis(300);
+    let mut reactor = Reactor::<Seen>::new().unwrap();
+    let control = StreamSocketListenerControl::new().accepted(
+        StreamSocketControl::new()
+            .write_timeout(Some(timeout))
+            .outbound_buffer_size(Some(16 * 1024)),
+    );
+    let (_listener, addr) = serve(&mut reactor, &control, |r, seen, socket, event| {
+        record(seen, &event);
+        if let StreamEvent::Received(mut input) = event {
+            seen.received += input.len();
+            input.consume_all();
+            socket.write(r, &vec![1u8; 128 * 1024]).unwrap();
+        }
+    });
+    let mut seen = Seen::default();
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(16 * 1024).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut peer = util::with_timeouts(TcpStream::from(sock));
+    // Quiet for three times the timeout: nothing is queued, nothing times out.
+    run_for(&mut reactor, &mut seen, 3 * timeout);
+    assert!(seen.events.is_empty(), "{:?}", seen.events);
+    peer.write_all(b"go").unwrap();
+    let asked = Instant::now();
+    run_until(&mut reactor, &mut seen, LIMIT, |s| s.closed == 1);
+    assert!(
+        asked.elapsed() >= timeout,
+        "closed {:?} after the write",
+        asked.elapsed()
+    );
+    assert_eq!(timed_out(&seen), 1, "{:?}", seen.events);
+    assert!(
+        seen.details[0].contains("accepted none of the queued data"),
+        "{:?}",
+        seen.details
+    );
+}

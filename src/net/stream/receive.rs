@@ -73,7 +73,10 @@ impl<S: 'static> Reactor<S> {
                 self.read_eof(state, key);
                 return true;
             }
-            Ok(n) => n,
+            Ok(n) => {
+                st.note_read();
+                n
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 self.read_on(state, key, self.config.read_budget, false);
