@@ -653,3 +653,46 @@ fn inside_netns_unroutable_destination_is_reported() {
         l.got.iter().filter(|m| m.0 == sender).count() == 3
     });
 }
+
+/// Lookups run in parallel, so answers come in any order: each destination gets the
+/// answer for its own name. The first name resolves slowly, the second at once; each
+/// output's datagrams must reach its own receiver.
+#[test]
+fn outputs_by_name_get_their_own_answers_whatever_the_order() {
+    let mut r = Reactor::<Got>::new().unwrap();
+    let slow_receiver = DatagramSocket::bind(&mut r, "127.0.0.1", 0, record).unwrap();
+    let fast_receiver = DatagramSocket::bind(&mut r, "127.0.0.1", 0, record).unwrap();
+    let (slow_to, fast_to) = (local(&r, slow_receiver), local(&r, fast_receiver));
+    r.set_name_lookup(move |host: &sockloop::HostName, port| {
+        let ip = std::net::Ipv4Addr::LOCALHOST;
+        match host.raw_name() {
+            "slow.test" => {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(vec![SocketAddr::from((ip, port))])
+            }
+            _ => Ok(vec![SocketAddr::from((ip, port))]),
+        }
+    });
+    let sender = DatagramSocket::bind(&mut r, "127.0.0.1", 0, record).unwrap();
+    let slow = sender
+        .output_to(&mut r, "slow.test", slow_to.port())
+        .unwrap();
+    let fast = sender
+        .output_to(&mut r, "fast.test", fast_to.port())
+        .unwrap();
+    slow.write(&mut r, b"to slow").unwrap();
+    fast.write(&mut r, b"to fast").unwrap();
+    let mut got = Got::new();
+    run_until(&mut r, &mut got, LIMIT, |g| g.len() == 2);
+    assert_eq!(fast.destination(&r).unwrap(), Some(fast_to));
+    assert_eq!(slow.destination(&r).unwrap(), Some(slow_to));
+    for (socket, _, _, payload, _) in &got {
+        let expected: &[u8] = if *socket == slow_receiver {
+            b"to slow"
+        } else {
+            assert_eq!(*socket, fast_receiver);
+            b"to fast"
+        };
+        assert_eq!(payload, expected);
+    }
+}

@@ -44,12 +44,16 @@ pub(crate) const MAX_THREADS: usize = 4 * POOL_SIZE;
 pub(crate) struct Lookup {
     pub(crate) remote: Option<(HostName, u16)>,
     pub(crate) local: Option<(HostName, u16)>,
+    /// Given back with the answer: which of a socket's lookups it answers (a socket
+    /// may have several under way, and they run in parallel, so answers can come in
+    /// any order).
+    pub(crate) tag: u32,
 }
 
 /// The addresses found: remote, then local.
 type Found = (Option<Vec<SocketAddr>>, Option<Vec<SocketAddr>>);
 
-type Answer = (Key, Result<Found, Error>);
+type Answer = (Key, u32, Result<Found, Error>);
 
 /// The function that resolves one name (`getaddrinfo`, or a test's stand-in).
 pub(crate) type LookupFn = dyn Fn(&HostName, u16) -> Result<Vec<SocketAddr>, Error> + Send + Sync;
@@ -135,20 +139,22 @@ impl Resolver {
         let mut pool = self.shared.lock();
         let before = pool.queue.len() + pool.answers.len();
         pool.queue.retain(|(k, _)| *k != key);
-        pool.answers.retain(|(k, _)| *k != key);
-        let mut found = before != pool.queue.len() + pool.answers.len();
-        if let Some(i) = pool.running.iter().position(|k| *k == key) {
-            pool.running.swap_remove(i);
-            pool.abandoned += 1;
-            found = true;
-            // Its place is free: the next lookup need not wait for it.
+        pool.answers.retain(|(k, _, _)| *k != key);
+        let mut found = before - (pool.queue.len() + pool.answers.len());
+        let running = pool.running.len();
+        pool.running.retain(|k| *k != key);
+        let stopped = running - pool.running.len();
+        if stopped > 0 {
+            pool.abandoned += stopped;
+            found += stopped;
+            // Their places are free: the next lookups need not wait for them.
             if let Err(e) = self.shared.staff(&mut pool) {
                 log::warn!("resolver: could not start another thread: {e}");
             }
         }
-        if found {
-            log::debug!("resolver: lookup for {key:?} cancelled");
-            self.pending -= 1;
+        if found > 0 {
+            log::debug!("resolver: {found} lookup(s) for {key:?} cancelled");
+            self.pending -= found;
         }
     }
 
@@ -220,11 +226,12 @@ impl Shared {
                 pool.running.push(key);
                 drop(pool);
                 let answer = lookup.run(&*self.lookup);
+                let tag = lookup.tag;
                 drop(lookup);
                 pool = self.lock();
                 if let Some(i) = pool.running.iter().position(|k| *k == key) {
                     pool.running.swap_remove(i);
-                    pool.answers.push((key, answer));
+                    pool.answers.push((key, tag, answer));
                     let _ = self.waker.wake();
                 } else {
                     // The socket was closed meanwhile: the answer goes nowhere.
@@ -291,9 +298,10 @@ impl<S: 'static> Reactor<S> {
         let Some(resolver) = self.resolver.as_mut() else {
             return;
         };
-        for (key, answer) in resolver.take_answers() {
+        for (key, tag, answer) in resolver.take_answers() {
             if let Some(Source::Datagram(_)) = self.sources.get(key) {
-                self.datagram_resolved(key, answer.map(|(remote, _)| remote.unwrap_or_default()));
+                let answer = answer.map(|(remote, _)| remote.unwrap_or_default());
+                self.datagram_resolved(key, tag, answer);
                 continue;
             }
             let Some(Source::Stream(st)) = self.sources.get_mut(key) else {

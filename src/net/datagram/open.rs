@@ -185,6 +185,7 @@ impl DatagramSocket {
         let lookup = Lookup {
             remote: Some((host, port)),
             local: None,
+            tag: 0,
         };
         if let Err(e) = reactor.request_resolution(key, lookup) {
             reactor.remove_source(key);
@@ -309,12 +310,17 @@ impl<S: 'static> Reactor<S> {
 
     /// The resolver's answer for a connecting socket: connect to the first address
     /// a socket can be made for.
-    pub(crate) fn datagram_resolved(&mut self, key: Key, answer: Result<Vec<SocketAddr>, Error>) {
+    pub(crate) fn datagram_resolved(
+        &mut self,
+        key: Key,
+        tag: u32,
+        answer: Result<Vec<SocketAddr>, Error>,
+    ) {
         let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
             return;
         };
         if st.phase == Phase::Open {
-            self.output_resolved(key, answer);
+            self.output_resolved(key, tag, answer);
             return;
         }
         if st.phase != Phase::Resolving {

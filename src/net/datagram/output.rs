@@ -110,6 +110,7 @@ impl DatagramSocket {
         let lookup = Lookup {
             remote: Some((host, port)),
             local: None,
+            tag: index,
         };
         if let Err(e) = reactor.request_resolution(self.0, lookup) {
             if let Some(Source::Datagram(st)) = reactor.sources.get_mut(self.0) {
@@ -228,17 +229,23 @@ impl<S: 'static> super::DatagramState<S> {
 }
 
 impl<S: 'static> Reactor<S> {
-    /// The resolver's answer for the oldest destination of an open socket still being
-    /// resolved (answers come in the order asked): what waited is queued to the first
+    /// The resolver's answer for destination `index` of an open socket (lookups run in
+    /// parallel: answers come in any order, each tagged with its index): what waited is queued to the first
     /// address of the socket's family and sent; if there is none, or the name did not
     /// resolve, what waited is reported as one error.
-    pub(crate) fn output_resolved(&mut self, key: Key, answer: Result<Vec<SocketAddr>, Error>) {
+    pub(crate) fn output_resolved(
+        &mut self,
+        key: Key,
+        index: u32,
+        answer: Result<Vec<SocketAddr>, Error>,
+    ) {
         let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
             return;
         };
-        let Some(index) = st.resolving.pop_front() else {
+        let Some(at) = st.resolving.iter().position(|i| *i == index) else {
             return;
         };
+        st.resolving.remove(at);
         let ipv6 = st.ipv6;
         let chosen = answer.and_then(|addrs| {
             addrs

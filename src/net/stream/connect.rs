@@ -214,6 +214,7 @@ impl<S: 'static> Reactor<S> {
         let mut lookup = Lookup {
             remote: None,
             local: None,
+            tag: 0,
         };
         match destination.remote {
             Remote::Name(host, port) => match host.socket_addr(port) {
