@@ -288,8 +288,8 @@ fn run(config: &Config, report: &mut Report) {
          One process per measurement, the receiver on a thread and the sender on the main \
          thread, not pinned, loopback, {timed} datagrams of which the first tenth warm up. \
          The sender keeps at most {} datagrams in flight (sent and not yet counted by the \
-         receiver; it spins, without system calls, while the window is full), hands its \
-         library at most {} at a time, and writes off what is in flight after 20 ms without \
+         receiver; it spins, without system calls, until a whole burst fits), hands its \
+         library bursts of {} (what is left at the end), and writes off what is in flight after 20 ms without \
          progress. Receive buffers ask for 4 MiB. Sent/s is the sender's rate over the \
          measured part, received/s the datagrams received after the warm-up over the time \
          from the sender's start to the last one, loss the \
