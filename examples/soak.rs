@@ -1,7 +1,9 @@
 //! Soak: many connections churning on one reactor for a given time, then checks.
 //!
 //! An echo server and `--connections` clients (1,000 by default) share one reactor.
-//! Each client connects to the server, sends random-sized frames cut from a
+//! The server listens twice: in the clear, and with TLS (a certificate generated for
+//! 127.0.0.1 at start); `--tls-percent` of the clients (20 by default) connect over
+//! TLS 1.3, verifying that certificate. Each client connects to the server, sends random-sized frames cut from a
 //! pseudo-random pattern (at most 32 KiB in flight), checks every echoed byte against
 //! the pattern as it arrives (a lost, repeated or reordered byte is caught at once, at
 //! its offset), then closes once all is echoed — or, one time in four, aborts at a
@@ -23,14 +25,16 @@
 //! stderr).
 //!
 //! ```text
-//! cargo run --release --example soak -- --seconds 60 [--connections 1000]
+//! cargo run --release --example soak -- --seconds 60 [--connections 1000] [--tls-percent 20]
 //! ```
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sockloop::{
-    ListenerEvent, Reactor, SocketErrorStatus, StreamEvent, StreamSocket, StreamSocketListener,
+    ListenerEvent, ProtectionLevel, Reactor, SocketErrorStatus, StreamEvent, StreamSocket,
+    StreamSocketControl, StreamSocketListener, StreamSocketListenerControl, TlsClientOptions,
+    TlsServerConfig,
 };
 
 /// The pattern every client's stream is cut from (from a random offset).
@@ -85,6 +89,12 @@ struct Soak {
     rng: Rng,
     active: usize,
     started: u64,
+    /// Clients started over TLS.
+    tls_started: u64,
+    tls_percent: u64,
+    /// How TLS clients connect: TLS 1.3, trusting the generated certificate only.
+    tls_control: StreamSocketControl,
+    tls_addr: std::net::SocketAddr,
     graceful: u64,
     aborted: u64,
     bytes: u64,
@@ -309,11 +319,23 @@ fn start_client(reactor: &mut Reactor<Soak>, soak: &mut Soak, addr: std::net::So
         aborted: false,
         connected: false,
     };
-    match StreamSocket::connect_to(reactor, addr, move |reactor, soak, socket, event| {
-        client.on_event(reactor, soak, socket, event)
-    }) {
+    let tls = soak.rng.below(100) < soak.tls_percent;
+    let handler =
+        move |reactor: &mut Reactor<Soak>,
+              soak: &mut Soak,
+              socket: StreamSocket,
+              event: StreamEvent<'_>| { client.on_event(reactor, soak, socket, event) };
+    let connected = if tls {
+        let (ip, port) = (soak.tls_addr.ip(), soak.tls_addr.port());
+        let control = soak.tls_control.clone();
+        StreamSocket::connect_with(reactor, ip, port, &control, handler)
+    } else {
+        StreamSocket::connect_to(reactor, addr, handler)
+    };
+    match connected {
         Ok(_) => {
             soak.started += 1;
+            soak.tls_started += u64::from(tls);
             soak.active += 1;
         }
         Err(e) => soak.violation(format!("client {id}: connect: {e}")),
@@ -340,12 +362,14 @@ fn mib(bytes: u64) -> f64 {
 struct Args {
     seconds: u64,
     connections: usize,
+    tls_percent: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         seconds: 60,
         connections: 1000,
+        tls_percent: 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -354,8 +378,12 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--seconds" => args.seconds = value.parse().map_err(bad)?,
             "--connections" => args.connections = value.parse().map_err(bad)?,
+            "--tls-percent" => args.tls_percent = value.parse().map_err(bad)?,
             _ => return Err(format!("unknown argument {arg}")),
         }
+    }
+    if args.tls_percent > 100 {
+        return Err("--tls-percent is at most 100".into());
     }
     if args.connections == 0 {
         return Err("--connections must be at least 1".into());
@@ -368,7 +396,7 @@ fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("soak: {e}\nusage: soak [--seconds N] [--connections N]");
+            eprintln!("soak: {e}\nusage: soak [--seconds N] [--connections N] [--tls-percent P]");
             return ExitCode::from(2);
         }
     };
@@ -382,8 +410,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// A certificate for 127.0.0.1: the TLS listener's configuration, and the client
+/// options that trust it (and nothing else).
+fn tls_pair() -> Result<(TlsServerConfig, TlsClientOptions), String> {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+        .map_err(|e| format!("generate a certificate: {e}"))?;
+    let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+    let server =
+        TlsServerConfig::from_pem(cert.as_bytes(), key.as_bytes()).map_err(|e| e.to_string())?;
+    let client = TlsClientOptions::new()
+        .root_certificates_pem(cert.as_bytes())
+        .map_err(|e| e.to_string())?;
+    Ok((server, client))
+}
+
 fn soak(args: &Args) -> Result<bool, sockloop::Error> {
     let mut reactor = Reactor::<Soak>::new()?;
+    let (tls_server, tls_client) = tls_pair().map_err(|e| {
+        sockloop::Error::new(SocketErrorStatus::Unknown, "soak TLS setup").with_detail(e)
+    })?;
     let mut seed = Rng(0x50a6_2026);
     // Periodic: the bytes past `PATTERN_LEN` repeat its start, so a slice may run over.
     let mut pattern: Vec<u8> = (0..PATTERN_LEN / 8)
@@ -395,6 +440,12 @@ fn soak(args: &Args) -> Result<bool, sockloop::Error> {
         rng: Rng(seed.next() | 1),
         active: 0,
         started: 0,
+        tls_started: 0,
+        tls_percent: args.tls_percent,
+        tls_control: StreamSocketControl::new()
+            .protection_level(ProtectionLevel::Tls13)
+            .tls(tls_client),
+        tls_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         graceful: 0,
         aborted: 0,
         bytes: 0,
@@ -405,20 +456,23 @@ fn soak(args: &Args) -> Result<bool, sockloop::Error> {
     };
     let fds_before = open_fds();
     let rss_before = rss_bytes();
-    let listener = StreamSocketListener::bind(
-        &mut reactor,
-        "127.0.0.1",
-        0,
-        |reactor, soak: &mut Soak, _, event| {
-            if let ListenerEvent::ConnectionReceived(conn) = event {
-                soak.accepted += 1;
-                if let Err(e) = conn.socket.set_handler(reactor, server_socket) {
-                    soak.violation(format!("server: set handler: {e}"));
-                }
+    let accept = |reactor: &mut Reactor<Soak>,
+                  soak: &mut Soak,
+                  _: StreamSocketListener,
+                  event: ListenerEvent| {
+        if let ListenerEvent::ConnectionReceived(conn) = event {
+            soak.accepted += 1;
+            if let Err(e) = conn.socket.set_handler(reactor, server_socket) {
+                soak.violation(format!("server: set handler: {e}"));
             }
-        },
-    )?;
+        }
+    };
+    let listener = StreamSocketListener::bind(&mut reactor, "127.0.0.1", 0, accept)?;
     let addr = listener.local_address(&reactor)?;
+    let tls_control = StreamSocketListenerControl::new().tls(tls_server);
+    let tls_listener =
+        StreamSocketListener::bind_with(&mut reactor, "127.0.0.1", 0, &tls_control, accept)?;
+    soak.tls_addr = tls_listener.local_address(&reactor)?;
 
     let begin = Instant::now();
     let run = Duration::from_secs(args.seconds);
@@ -452,6 +506,7 @@ fn soak(args: &Args) -> Result<bool, sockloop::Error> {
     }
     let elapsed = begin.elapsed();
     listener.close(&mut reactor)?;
+    tls_listener.close(&mut reactor)?;
 
     // The server's last sockets close, lingering ones end: the descriptors come back.
     let settle = Instant::now() + WIND_DOWN;
@@ -484,10 +539,11 @@ fn soak(args: &Args) -> Result<bool, sockloop::Error> {
         ));
     }
     println!(
-        "soak: {} connections ({} closed, {} aborted; {} accepted, {} reset by aborts), \
+        "soak: {} connections ({} over TLS; {} closed, {} aborted; {} accepted, {} reset by aborts), \
          {:.1} MiB echoed, {:.1} s, fds {} -> {}, RSS {:.1} -> {:.1} MiB \
          (after warm-up {:.1} MiB, bound +{:.0} MiB), {} violations",
         soak.started,
+        soak.tls_started,
         soak.graceful,
         soak.aborted,
         soak.accepted,
