@@ -93,17 +93,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             StreamEvent::ReadClosed => {
                 let _ = socket.close(reactor);
             }
-            StreamEvent::Closed(Err(e)) => {
-                eprintln!("closed: {e}");
-                client.failed = true;
+            StreamEvent::Closed(result) => {
+                if let Err(e) = result {
+                    eprintln!("closed: {e}");
+                    client.failed = true;
+                }
+                // The give-up timer is all that is left: done.
+                reactor.stop();
             }
             _ => {}
         },
     )?;
     // No reply within ten seconds: give up.
-    reactor.set_timer(Duration::from_secs(10), move |reactor, _, _| {
-        let _ = socket.close(reactor);
-    });
+    reactor.set_timer(
+        Duration::from_secs(10),
+        move |reactor, client: &mut Client, _| {
+            eprintln!("no reply within 10 s");
+            client.failed = true;
+            let _ = socket.close(reactor);
+        },
+    );
     let mut client = Client::default();
     reactor.run(&mut client)?;
     if client.failed {

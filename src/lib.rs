@@ -179,11 +179,12 @@ pub use framing::{
 };
 pub use io::inbound::Input;
 pub use net::control::{
-    KeepAlive, QualityOfService, RoundTripTimeStatistics, StreamSocketControl,
+    KeepAlive, OverLimit, QualityOfService, RoundTripTimeStatistics, StreamSocketControl,
     StreamSocketInformation, StreamSocketListenerControl,
 };
 pub use net::datagram::{
-    DatagramEvent, DatagramSocket, DatagramSocketControl, DatagramSocketInformation, Message,
+    DatagramEvent, DatagramOutput, DatagramSocket, DatagramSocketControl,
+    DatagramSocketInformation, Message,
 };
 pub use net::endpoint::{Destination, EndpointPair};
 pub use net::hostname::{HostName, HostNameType, IntoHostName};
@@ -198,7 +199,7 @@ pub use reactor::{
 #[cfg(feature = "tls")]
 pub use rustls;
 #[cfg(feature = "tls")]
-pub use tls::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig};
+pub use tls::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig, TrustRoots};
 
 /// The fuzz targets' oracles (`fuzz/`) and the tests' decoding helpers. Not part of
 /// the API: behind the `fuzzing` feature, and it may change at any time.

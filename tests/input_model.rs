@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use sockloop::{Decoded, Decoder, Encoder, Lines};
 use sockloop::{Error, Reactor, SocketErrorStatus, StreamEvent, StreamSocket};
+use util::fault_proxy::{FaultProxy, Faults};
 
 /// A codec of one-byte-length frames that keeps no state between calls (so the
 /// model knows what it consumed: whole frames only).
@@ -268,12 +269,37 @@ fn turn(reactor: &mut Reactor<Model>, model: &mut Model) {
         .expect("turn");
 }
 
+/// A connected pair whose peer side goes through the fault proxy (cutting the stream
+/// into segments of 1 to `max_segment` bytes); the proxy lives as long as the pair.
+fn proxied_pair(max_segment: usize, seed: u64) -> (TcpStream, TcpStream, FaultProxy) {
+    let listener = std::net::TcpListener::bind(util::LOCAL_V4).unwrap();
+    let proxy = FaultProxy::start(
+        listener.local_addr().unwrap(),
+        Faults::none()
+            .segments(max_segment, Duration::from_micros(20))
+            .seed(seed),
+        Faults::none(),
+    );
+    let peer = util::with_timeouts(TcpStream::connect(proxy.addr()).unwrap());
+    let (ours, _) = listener.accept().unwrap();
+    (ours, peer, proxy)
+}
+
 fn run_case(stream: Vec<u8>, decisions: Vec<Decision>, steps: Vec<Step>) {
+    let pair = util::loopback_pair();
+    run_case_on(pair, stream, decisions, steps);
+}
+
+fn run_case_on(
+    (ours, mut peer): (TcpStream, TcpStream),
+    stream: Vec<u8>,
+    decisions: Vec<Decision>,
+    steps: Vec<Step>,
+) {
     let mut reactor = Reactor::<Model>::builder()
         .read_buffer_size(128)
         .build()
         .unwrap();
-    let (ours, mut peer): (TcpStream, TcpStream) = util::loopback_pair();
     let mut model = Model {
         stream,
         sent: 0,
@@ -313,7 +339,7 @@ fn run_case(stream: Vec<u8>, decisions: Vec<Decision>, steps: Vec<Step>) {
     model.apply(&mut reactor, socket, Change::ReplaceHandler);
     peer.shutdown(Shutdown::Write).unwrap();
     model.fin = true;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while model.closed.is_empty() {
         assert!(
             Instant::now() < deadline,
@@ -345,5 +371,29 @@ proptest! {
         steps in prop::collection::vec(step(), 1..60),
     ) {
         run_case(stream, decisions, steps);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// The same model with the peer's bytes cut by the fault proxy into segments of
+    /// 1 to `max_segment` bytes, sent with `TCP_NODELAY` and pauses between them:
+    /// every byte is still offered once, in order, whatever the segmentation.
+    #[test]
+    fn through_the_fault_proxy_every_byte_is_offered_in_order_once(
+        stream in stream_bytes(),
+        decisions in prop::collection::vec(decision(), 1..12),
+        steps in prop::collection::vec(step(), 1..60),
+        max_segment in prop_oneof![Just(1usize), 1usize..64],
+        seed in any::<u64>(),
+    ) {
+        let (ours, peer, proxy) = proxied_pair(max_segment, seed);
+        run_case_on((ours, peer), stream, decisions, steps);
+        drop(proxy);
     }
 }

@@ -299,3 +299,126 @@ fn kept_plaintext_refuses_an_upgrade_made_later() {
     assert!(!seen.upgraded);
     peer.join().unwrap();
 }
+
+/// An upgrade's handshake gets the time set with `set_tls_handshake_timeout`, rather
+/// than the default 10 s: here against a server that says `220` and then never
+/// answers the ClientHello.
+#[test]
+fn an_upgrade_takes_the_handshake_timeout_it_is_given() {
+    #[derive(Default)]
+    struct Outcome {
+        plain_refused: Option<SocketErrorStatus>,
+        closed: Option<String>,
+        status: Option<SocketErrorStatus>,
+    }
+    let (addr, peer) = injecting_server(b"220 ready\r\n", b"");
+    let mut reactor = Reactor::<Outcome>::new().unwrap();
+    StreamSocket::connect(
+        &mut reactor,
+        "127.0.0.1",
+        addr.port(),
+        |reactor, outcome: &mut Outcome, socket, event| match event {
+            StreamEvent::Connected => {
+                let refused = socket
+                    .set_tls_handshake_timeout(reactor, Duration::from_millis(300))
+                    .unwrap_err();
+                outcome.plain_refused = Some(refused.status());
+                socket.set_framing(reactor, Lines::new()).unwrap();
+                socket.write_frame(reactor, b"STARTTLS").unwrap();
+            }
+            StreamEvent::Message(line) if line.starts_with(b"220") => {
+                let host = HostName::new("127.0.0.1").unwrap();
+                socket
+                    .upgrade_to_tls(reactor, ProtectionLevel::Ssl, &host)
+                    .unwrap();
+                socket
+                    .set_tls_handshake_timeout(reactor, Duration::from_millis(300))
+                    .unwrap();
+            }
+            StreamEvent::Closed(r) => {
+                let err = r.unwrap_err();
+                outcome.status = Some(err.status());
+                outcome.closed = Some(err.to_string());
+            }
+            _ => {}
+        },
+    )
+    .unwrap();
+    let mut outcome = Outcome::default();
+    run_until(&mut reactor, &mut outcome, LIMIT, |o| o.closed.is_some());
+    assert_eq!(outcome.plain_refused, Some(SocketErrorStatus::InvalidState));
+    assert_eq!(outcome.status, Some(SocketErrorStatus::ConnectionTimedOut));
+    let closed = outcome.closed.unwrap();
+    assert!(closed.contains("within 300ms"), "{closed}");
+    peer.join().unwrap();
+}
+
+/// A server that answers `220` and closes its side at once: the upgrade cannot
+/// succeed — refused at once if the end of file was read already (`InvalidState`),
+/// else failed by the handshake that meets it — and nothing after the `220` is
+/// delivered.
+#[test]
+fn an_upgrade_meeting_the_end_of_file_fails() {
+    let listener = TcpListener::bind(LOCAL_V4).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        while !got.ends_with(b"\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"220 ready\r\n").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    #[derive(Default)]
+    struct Outcome {
+        messages: Vec<Vec<u8>>,
+        refused: Option<SocketErrorStatus>,
+        upgraded: bool,
+        other: usize,
+        closed: Option<Result<(), SocketErrorStatus>>,
+    }
+    let mut reactor = Reactor::<Outcome>::new().unwrap();
+    StreamSocket::connect(
+        &mut reactor,
+        "127.0.0.1",
+        addr.port(),
+        |reactor, outcome: &mut Outcome, socket, event| match event {
+            StreamEvent::Connected => {
+                socket.set_framing(reactor, Lines::new()).unwrap();
+                socket.write_frame(reactor, b"STARTTLS").unwrap();
+            }
+            StreamEvent::Message(line) => {
+                outcome.messages.push(line.to_vec());
+                let host = HostName::new("127.0.0.1").unwrap();
+                if let Err(e) = socket.upgrade_to_tls(reactor, ProtectionLevel::Ssl, &host) {
+                    outcome.refused = Some(e.status());
+                    socket.close(reactor).unwrap();
+                }
+            }
+            StreamEvent::TlsUpgraded => outcome.upgraded = true,
+            StreamEvent::Received(_) => outcome.other += 1,
+            StreamEvent::Closed(r) => outcome.closed = Some(status(&r)),
+            _ => {}
+        },
+    )
+    .unwrap();
+    let mut outcome = Outcome::default();
+    run_until(&mut reactor, &mut outcome, LIMIT, |o| o.closed.is_some());
+    assert_eq!(outcome.messages, [b"220 ready".to_vec()]);
+    assert!(!outcome.upgraded);
+    assert_eq!(outcome.other, 0);
+    match outcome.refused {
+        Some(status) => assert_eq!(status, SocketErrorStatus::InvalidState),
+        None => assert_eq!(
+            outcome.closed,
+            Some(Err(SocketErrorStatus::ConnectionResetByPeer))
+        ),
+    }
+    peer.join().unwrap();
+}

@@ -101,6 +101,58 @@ fn best_level_negotiates_tls13() {
     assert_eq!(seen.info.unwrap().protection_level, ProtectionLevel::Tls13);
 }
 
+/// The server reports the name the client sent as SNI (a DNS name; an address is
+/// not sent), as the client does.
+#[test]
+fn both_sides_report_the_sni() {
+    #[derive(Default)]
+    struct Names {
+        server: Option<Option<String>>,
+        client: Option<Option<String>>,
+        closed: bool,
+    }
+    let pki = Pki::new(&["localhost", "127.0.0.1"]);
+    let mut reactor = Reactor::<Names>::new().unwrap();
+    let control = StreamSocketListenerControl::new().tls(pki.server());
+    let (_listener, addr) = serve(
+        &mut reactor,
+        &control,
+        |reactor, names: &mut Names, socket, event| {
+            if let StreamEvent::Received(mut input) = event {
+                let info = socket.tls_information(reactor).unwrap();
+                names.server = Some(info.expect("information once data flows").server_name);
+                socket.write(reactor, input.bytes()).unwrap();
+                input.consume_all();
+            }
+        },
+    );
+    let control = tls_control(ProtectionLevel::Tls13, pki.client());
+    StreamSocket::connect_with(
+        &mut reactor,
+        "localhost",
+        addr.port(),
+        &control,
+        |reactor, names: &mut Names, socket, event| match event {
+            StreamEvent::Connected => {
+                let info = socket.tls_information(reactor).unwrap().unwrap();
+                names.client = Some(info.server_name);
+                socket.write(reactor, b"hi\n").unwrap();
+            }
+            StreamEvent::Received(_) => socket.close(reactor).unwrap(),
+            StreamEvent::Closed(r) => {
+                r.unwrap();
+                names.closed = true;
+            }
+            _ => {}
+        },
+    )
+    .unwrap();
+    let mut names = Names::default();
+    run_until(&mut reactor, &mut names, LIMIT, |n| n.closed);
+    assert_eq!(names.client, Some(Some("localhost".to_string())));
+    assert_eq!(names.server, Some(Some("localhost".to_string())));
+}
+
 #[test]
 fn insecure_levels_are_refused() {
     let mut reactor = Reactor::<()>::new().unwrap();
@@ -656,4 +708,104 @@ fn sessions_are_resumed() {
         resumed.push(seen.info.unwrap().resumed);
     }
     assert_eq!(resumed, [false, true]);
+}
+
+/// The ends of the TLS records in `bytes` (whole records only).
+fn record_ends(bytes: &[u8]) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut at = 0;
+    while at + 5 <= bytes.len() {
+        let len = usize::from(u16::from_be_bytes([bytes[at + 3], bytes[at + 4]]));
+        if at + 5 + len > bytes.len() {
+            break;
+        }
+        at += 5 + len;
+        ends.push(at);
+    }
+    ends
+}
+
+/// A client that closes while the server's certificate (over 16 KiB, so spread over
+/// two records) has arrived in part: rustls holds the first part of that message in
+/// the ciphertext the session kept, which must be given back to it, not an empty
+/// buffer (rustls would panic). The close is clean and queued behind the handshake.
+#[test]
+fn closing_in_the_middle_of_a_certificate_spread_over_records() {
+    let mut names: Vec<String> = (0..700)
+        .map(|i| format!("host-{i:04}.a-long-name.example"))
+        .collect();
+    names.push("127.0.0.1".into());
+    let cert = rcgen::generate_simple_self_signed(names).unwrap();
+    let chain = vec![cert.cert.der().clone()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(
+        cert.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(util::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let listener = TcpListener::bind(LOCAL_V4).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The server sends its flight up to a few bytes into its second encrypted record,
+    // then the rest only once the client has closed.
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).unwrap();
+        while !conn.wants_write() {
+            assert!(conn.read_tls(&mut s).unwrap() > 0, "no ClientHello");
+            conn.process_new_packets().unwrap();
+        }
+        let mut flight = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut flight).unwrap();
+        }
+        let ends = record_ends(&flight);
+        // ServerHello, ChangeCipherSpec, then the first encrypted record, full.
+        assert!(ends.len() >= 4, "a flight of {} records", ends.len());
+        assert!(
+            flight.len() > 16 * 1024 + 1024,
+            "a flight of {} bytes",
+            flight.len()
+        );
+        let part = ends[2] + 10;
+        s.write_all(&flight[..part]).unwrap();
+        let mut buf = [0u8; 4096];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = s.write_all(&flight[part..]);
+    });
+    #[derive(Default)]
+    struct Outcome {
+        connected: bool,
+        closed: Option<Result<(), SocketErrorStatus>>,
+    }
+    let mut reactor = Reactor::<Outcome>::new().unwrap();
+    let options = TlsClientOptions::new()
+        .root_certificates_pem(cert.cert.pem().as_bytes())
+        .unwrap();
+    let control = tls_control(ProtectionLevel::Tls13, options);
+    let socket = StreamSocket::connect_with(
+        &mut reactor,
+        "127.0.0.1",
+        port,
+        &control,
+        |_, outcome: &mut Outcome, _, event| match event {
+            StreamEvent::Connected => outcome.connected = true,
+            StreamEvent::Closed(r) => outcome.closed = Some(status(&r)),
+            _ => {}
+        },
+    )
+    .unwrap();
+    let mut outcome = Outcome::default();
+    // Time for the first part to arrive and be processed.
+    util::run_for(&mut reactor, &mut outcome, Duration::from_millis(500));
+    assert!(outcome.closed.is_none(), "{:?}", outcome.closed);
+    socket.close(&mut reactor).unwrap();
+    run_until(&mut reactor, &mut outcome, LIMIT, |o| o.closed.is_some());
+    assert_eq!(outcome.closed, Some(Ok(())));
+    assert!(!outcome.connected);
+    server.join().unwrap();
 }

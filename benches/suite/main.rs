@@ -5,6 +5,7 @@
 //! cargo bench -p sockloop-bench --bench suite             # every family, 5 repetitions
 //! cargo bench -p sockloop-bench --bench suite -- --quick  # everything once, small counts
 //! cargo bench -p sockloop-bench --bench suite -- --write  # also write BENCHMARKS.md
+//! cargo bench -p sockloop-bench --bench suite -- --only b7 --write  # update its section only
 //! cargo bench -p sockloop-bench --bench suite -- --only b1 --competitors sockloop,mio --reps 7
 //! ```
 //!
@@ -29,6 +30,8 @@ mod alloc;
 mod b1_pingpong;
 mod b2_connections;
 mod b3_batched;
+mod b4_tls;
+mod b5_udp;
 mod b6_wake;
 mod b7_memory;
 mod b8_timers;
@@ -87,6 +90,8 @@ pub const FAMILIES: &[Family] = &[
     b1_pingpong::FAMILY,
     b2_connections::FAMILY,
     b3_batched::FAMILY,
+    b4_tls::FAMILY,
+    b5_udp::FAMILY,
     b6_wake::FAMILY,
     b7_memory::FAMILY,
     b8_timers::FAMILY,
@@ -721,6 +726,11 @@ fn main() {
             .parent()
             .expect("the bench crate is in the repository");
         let path = root.join("BENCHMARKS.md");
+        // With --only, the other sections of the existing report are kept.
+        let text = match (&only, std::fs::read_to_string(&path)) {
+            (Some(_), Ok(existing)) => report.merge_into(&existing),
+            _ => text,
+        };
         std::fs::write(&path, &text).expect("write BENCHMARKS.md");
         eprintln!("suite: wrote {}", path.display());
         let dir = root.join(report::CHART_DIR);

@@ -28,6 +28,8 @@ pub fn bar(label: &str, summary: Option<Summary>) -> Bar {
 
 pub struct Report {
     header: String,
+    /// When, how and where this run measured: for sections merged into an older report.
+    provenance: String,
     sections: Vec<String>,
     /// Charts to write next to BENCHMARKS.md: file name and SVG.
     pub charts: Vec<(String, String)>,
@@ -227,8 +229,17 @@ impl Report {
                 "not counted (`valgrind` is not installed)"
             },
         );
+        let provenance = format!(
+            "_This section was measured on its own: {date}, `{command}`, {reps} repetitions{quick}; \
+             {machine}._\n",
+            date = utc_now(),
+            reps = config.reps,
+            quick = if config.quick { " (quick mode)" } else { "" },
+            machine = machine(),
+        );
         Report {
             header,
+            provenance,
             sections: Vec::new(),
             charts: Vec::new(),
             failures: Vec::new(),
@@ -252,6 +263,54 @@ impl Report {
             "\nThe suite took {:.0} s.\n",
             elapsed.as_secs_f64()
         ));
+    }
+
+    /// Merges this run's sections into `existing` (a BENCHMARKS.md written by an earlier
+    /// run): each section replaces the one of the same benchmark (`## B4 …`) or is
+    /// inserted in order, marked with when and how it was measured; the other sections
+    /// and the header stay as they were, the closing notes are this run's.
+    pub fn merge_into(&self, existing: &str) -> String {
+        const TAIL: &str = "\n## Reading these figures";
+        let rendered = self.render();
+        let tail = rendered.find(TAIL).map_or("", |i| &rendered[i..]);
+        let body_end = existing.find(TAIL).unwrap_or(existing.len());
+        let body = &existing[..body_end];
+        let first = body.find("\n## B").map_or(body.len(), |i| i + 1);
+        let mut preamble = body[..first].to_string();
+        let note = "Sections that say they were measured on their own come from a later run \
+                    than this header's.";
+        if !preamble.contains(note) {
+            preamble = format!("{}\n\n{note}\n\n", preamble.trim_end());
+        }
+        // The existing sections, by benchmark number.
+        let mut sections: Vec<(u32, String)> = Vec::new();
+        let mut rest = &body[first..];
+        while !rest.is_empty() {
+            let next = rest[1..].find("\n## B").map_or(rest.len(), |i| i + 2);
+            let text = &rest[..next];
+            sections.push((bench_number(text), text.trim_end().to_string() + "\n"));
+            rest = &rest[next..];
+        }
+        for text in &self.sections {
+            let number = bench_number(text);
+            let (heading, after) = text.split_once('\n').unwrap_or((text, ""));
+            let marked = format!("{heading}\n\n{}{after}", self.provenance)
+                .trim_end()
+                .to_string()
+                + "\n";
+            match sections.iter_mut().find(|(n, _)| *n == number) {
+                Some(slot) => slot.1 = marked,
+                None => sections.push((number, marked)),
+            }
+        }
+        sections.sort_by_key(|(n, _)| *n);
+        let mut out = preamble;
+        for (_, text) in sections {
+            out.push_str(&text);
+            out.push('\n');
+        }
+        out.push_str(tail.trim_start_matches('\n'));
+        out
     }
 
     pub fn render(&self) -> String {
@@ -281,8 +340,8 @@ impl Report {
              - Heap bytes per idle connection count what the allocator handed out, including \
              the unused capacity of grown tables (a slab or map that doubled).\n\
              \n## Not measured yet\n\n\
-             B4 (TLS handshakes and bulk transfer against tokio-rustls) and B5 (UDP datagrams \
-             against tokio's `UdpSocket`) join the suite with the TLS and UDP sockets.\n",
+             B5 (UDP datagrams against tokio's `UdpSocket`) joins the suite with the UDP \
+             sockets.\n",
         );
         if !self.failures.is_empty() {
             out.push_str("\n## Failures\n\n");
@@ -292,4 +351,18 @@ impl Report {
         }
         out
     }
+}
+
+/// The number of a section headed `## B4 — …` (sections without one sort last).
+fn bench_number(section: &str) -> u32 {
+    section
+        .trim_start()
+        .strip_prefix("## B")
+        .map(|r| {
+            r.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(u32::MAX)
 }

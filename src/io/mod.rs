@@ -5,8 +5,10 @@ pub(crate) mod inbound;
 pub(crate) mod outbound;
 pub(crate) mod sys;
 
-/// Size of the chunks the write queue is made of.
-pub(crate) const CHUNK: usize = 16 * 1024;
+/// Size of the chunks the write queue is made of: 16 KiB, and room for the overhead
+/// of a TLS record (header, nonce, tag), so that a full record of 16 KiB of plaintext
+/// is encrypted straight into one chunk.
+pub(crate) const CHUNK: usize = 16 * 1024 + 64;
 
 /// The end of a chunk list.
 pub(crate) const NIL: u32 = u32::MAX;

@@ -8,8 +8,8 @@
 //! - [`set_nonblocking`]: `O_NONBLOCK` on foreign descriptors (stdin, pipes).
 //! - [`timerfd_monotonic`], [`timerfd_arm_at`]: a timer descriptor that wakes the poller
 //!   at an exact `Instant`, for deadlines finer than epoll's millisecond timeout.
-//! - [`recv_msg`], [`send_msg`], [`send_mmsg`]: datagrams in or out with `recvmsg`,
-//!   `sendmsg` and `sendmmsg`, with the truncation flag and the local address
+//! - [`recv_msg`], [`recv_mmsg`], [`send_msg`], [`send_mmsg`]: datagrams in or out
+//!   with `recvmsg`, `recvmmsg`, `sendmsg` and `sendmmsg`, with the truncation flag and the local address
 //!   (`IP_PKTINFO`, `IPV6_PKTINFO`);
 //!   [`enable_packet_info`], [`set_multicast_if_v4_index`] and [`set_int_option`] for
 //!   the options that go with them; [`source_membership`] for source-specific
@@ -464,6 +464,81 @@ pub(crate) fn recv_msg(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Rece
         destination: packet_info(&msg),
         segment_size: gro_segment(&msg),
     })
+}
+
+/// The most datagrams [`recv_mmsg`] reads in one call.
+pub(crate) const RECV_BATCH: usize = 16;
+
+/// Reads up to `out.len()` (at most [`RECV_BATCH`]) datagrams with one `recvmmsg`,
+/// datagram `i` into `buf[i * slot..][..slot]`, each described as [`recv_msg`] would
+/// (length, truncation to `slot` bytes, sender, destination, GRO segment size) in
+/// `out[i]`. Returns how many were read (at least 1; `WouldBlock` if none were there).
+pub(crate) fn recv_mmsg(
+    socket: &impl AsRawFd,
+    buf: &mut [u8],
+    slot: usize,
+    out: &mut [Received],
+) -> io::Result<usize> {
+    let vlen = out.len().min(RECV_BATCH).min(buf.len() / slot.max(1));
+    if vlen == 0 || slot == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no room for a datagram",
+        ));
+    }
+    // SAFETY: sockaddr_storage is plain integers; all-zero is a valid value.
+    let mut names: [libc::sockaddr_storage; RECV_BATCH] = unsafe { mem::zeroed() };
+    let mut controls: [ControlBuf; RECV_BATCH] = std::array::from_fn(|_| ControlBuf([0; 128]));
+    let base = buf.as_mut_ptr();
+    // Only the first `vlen` are handed to the kernel.
+    let mut iovs: [libc::iovec; RECV_BATCH] = std::array::from_fn(|i| libc::iovec {
+        iov_base: base.wrapping_add((i % vlen) * slot).cast(),
+        iov_len: slot,
+    });
+    // SAFETY: mmsghdr is a msghdr and an integer; all-zero (null, 0) is valid.
+    let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { mem::zeroed() };
+    for (i, m) in msgs.iter_mut().enumerate().take(vlen) {
+        m.msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+        m.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        m.msg_hdr.msg_iov = &mut iovs[i];
+        m.msg_hdr.msg_iovlen = 1;
+        m.msg_hdr.msg_control = controls[i].0.as_mut_ptr().cast();
+        m.msg_hdr.msg_controllen = controls[i].0.len() as _;
+    }
+    // SAFETY: the first `vlen` headers point to live buffers of the lengths given next
+    // to them: a name, a control buffer and one iovec each, the iovecs over disjoint
+    // `slot`-byte parts of `buf` (vlen × slot ≤ buf.len()); all outlive the call, and
+    // the kernel writes within those lengths and each header's msg_len and flags only.
+    // No timeout: on a non-blocking socket the call returns what is there.
+    let n = unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            vlen as _,
+            0,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    for (m, (name, rx)) in msgs.iter().zip(names.iter().zip(out.iter_mut())).take(n) {
+        let source = sockaddr_to_std(name, m.msg_hdr.msg_namelen).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "datagram from an unknown family",
+            )
+        })?;
+        *rx = Received {
+            len: (m.msg_len as usize).min(slot),
+            truncated: m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            source,
+            destination: packet_info(&m.msg_hdr),
+            segment_size: gro_segment(&m.msg_hdr),
+        };
+    }
+    Ok(n)
 }
 
 /// The destination address in the control messages `recvmsg` filled in.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use socket2::{SockRef, Socket, TcpKeepalive};
 
 use crate::net::hostname::HostName;
+use crate::net::stream::{nonzero, Timeouts};
 #[cfg(feature = "tls")]
 use crate::tls::{ProtectionLevel, TlsClientOptions, TlsServerConfig, HANDSHAKE_TIMEOUT};
 
@@ -75,6 +76,7 @@ pub struct StreamSocketControl {
     qos: QualityOfService,
     serialize: bool,
     connect_timeout: Duration,
+    timeouts: Timeouts,
     #[cfg(feature = "tls")]
     protection_level: ProtectionLevel,
     #[cfg(feature = "tls")]
@@ -94,6 +96,7 @@ impl Default for StreamSocketControl {
             qos: QualityOfService::Normal,
             serialize: false,
             connect_timeout: Duration::from_secs(30),
+            timeouts: Timeouts::default(),
             #[cfg(feature = "tls")]
             protection_level: ProtectionLevel::PlainSocket,
             #[cfg(feature = "tls")]
@@ -165,6 +168,76 @@ impl StreamSocketControl {
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
+    }
+
+    /// Closes the connection with `ConnectionTimedOut` (and a reset) once no byte was
+    /// received and none was sent for this long. Off by default; `None` or a zero
+    /// duration turns it off. Set it on
+    /// [`StreamSocketListenerControl::accepted`] for the connections a listener
+    /// accepts, or change it on an open socket with
+    /// [`StreamSocket::set_idle_timeout`](crate::StreamSocket::set_idle_timeout).
+    ///
+    /// Timeouts cost nothing per message: a read or a send stamps the time, and one
+    /// internal timer per socket is armed again at most once per timeout period.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockloop::{StreamSocketControl, StreamSocketListenerControl};
+    ///
+    /// // Reclaim silent clients after 30 s, slow ones (1 byte every few seconds) after 5 s
+    /// // without a byte, and those that stop reading our replies after 10 s.
+    /// let per_connection = StreamSocketControl::new()
+    ///     .idle_timeout(Some(Duration::from_secs(30)))
+    ///     .read_timeout(Some(Duration::from_secs(5)))
+    ///     .write_timeout(Some(Duration::from_secs(10)));
+    /// let control = StreamSocketListenerControl::new().accepted(per_connection);
+    /// assert_eq!(control.get_accepted().get_read_timeout(), Some(Duration::from_secs(5)));
+    /// ```
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeouts.idle = nonzero(timeout);
+        self
+    }
+
+    /// Closes the connection with `ConnectionTimedOut` (and a reset) once no byte was
+    /// received for this long while receiving: the clock stops while receiving is
+    /// paused ([`set_receive_paused`](crate::StreamSocket::set_receive_paused)) and
+    /// after the peer's FIN. Off by default. See [`idle_timeout`](Self::idle_timeout).
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeouts.read = nonzero(timeout);
+        self
+    }
+
+    /// Closes the connection with `ConnectionTimedOut` (and a reset) once bytes have
+    /// been queued for this long without the peer taking any of them (a peer that
+    /// stopped reading). The clock runs only while something is queued, also during
+    /// a graceful `close`. Off by default. See [`idle_timeout`](Self::idle_timeout).
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeouts.write = nonzero(timeout);
+        self
+    }
+
+    /// The idle timeout.
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.timeouts.idle
+    }
+
+    /// The read timeout.
+    pub fn get_read_timeout(&self) -> Option<Duration> {
+        self.timeouts.read
+    }
+
+    /// The write (stall) timeout.
+    pub fn get_write_timeout(&self) -> Option<Duration> {
+        self.timeouts.write
+    }
+
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// Whether Nagle's algorithm is disabled.
@@ -346,8 +419,42 @@ pub struct StreamSocketListenerControl {
     pub(crate) reuse_port: bool,
     pub(crate) only_ipv6: bool,
     pub(crate) accepted: StreamSocketControl,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) over_limit: OverLimit,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<TlsServerConfig>,
+}
+
+/// What a listener does while it has its
+/// [`max_connections`](StreamSocketListenerControl::max_connections) live accepted
+/// connections. Neither policy spins: a paused listener is out of the poller until a
+/// connection closes; a rejecting one accepts until the kernel's queue is empty.
+///
+/// # Examples
+///
+/// ```
+/// use sockloop::{OverLimit, StreamSocketListenerControl};
+///
+/// let control = StreamSocketListenerControl::new()
+///     .max_connections(Some(10_000))
+///     .over_limit(OverLimit::Reject);
+/// assert_eq!(control.get_max_connections(), Some(10_000));
+/// assert_eq!(control.get_over_limit(), OverLimit::Reject);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverLimit {
+    /// Stop accepting until one of the listener's connections closes: new
+    /// connections wait in the kernel's accept queue (the
+    /// [`backlog`](StreamSocketListenerControl::backlog)); once it is full, the kernel
+    /// drops further SYNs and clients retry, then time out.
+    #[default]
+    Pause,
+    /// Accept each new connection and reset it at once (`SO_LINGER` 0: the client
+    /// gets RST, `ConnectionResetByPeer`); the handler is not called, and
+    /// [`StreamSocketListener::rejected_connections`](crate::StreamSocketListener::rejected_connections)
+    /// counts them.
+    Reject,
 }
 
 impl Default for StreamSocketListenerControl {
@@ -357,6 +464,8 @@ impl Default for StreamSocketListenerControl {
             reuse_port: false,
             only_ipv6: false,
             accepted: StreamSocketControl::default(),
+            max_connections: None,
+            over_limit: OverLimit::Pause,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -400,6 +509,40 @@ impl StreamSocketListenerControl {
     pub fn accepted(mut self, control: StreamSocketControl) -> Self {
         self.accepted = control;
         self
+    }
+
+    /// The most connections accepted by the listener that may be live at once (not
+    /// yet `Closed`, nor taken out with
+    /// [`into_std`](crate::StreamSocket::into_std)); `None`, the default, for no
+    /// limit. Over it, the listener does what [`over_limit`](Self::over_limit) says.
+    /// A limit of 0 is taken as 1.
+    ///
+    /// A connection closed gracefully counts as gone when its `Closed` is delivered,
+    /// though its descriptor may stay open a little longer to read the peer's last
+    /// bytes (the linger after `close`, bounded in time).
+    #[must_use]
+    pub fn max_connections(mut self, max: Option<usize>) -> Self {
+        self.max_connections = max.map(|m| m.max(1));
+        self
+    }
+
+    /// What to do with new connections at the
+    /// [`max_connections`](Self::max_connections) limit; [`OverLimit::Pause`] by
+    /// default.
+    #[must_use]
+    pub fn over_limit(mut self, policy: OverLimit) -> Self {
+        self.over_limit = policy;
+        self
+    }
+
+    /// The limit on live accepted connections, if any.
+    pub fn get_max_connections(&self) -> Option<usize> {
+        self.max_connections
+    }
+
+    /// The policy at the limit.
+    pub fn get_over_limit(&self) -> OverLimit {
+        self.over_limit
     }
 
     #[cfg(feature = "tls")]

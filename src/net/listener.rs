@@ -12,7 +12,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use crate::error::stale_handle;
 use crate::error::Error;
 use crate::io::sys;
-use crate::net::control::{StreamSocketControl, StreamSocketListenerControl};
+use crate::net::control::{OverLimit, StreamSocketControl, StreamSocketListenerControl};
 use crate::net::hostname::{resolve_blocking, IntoHostName};
 use crate::net::service::IntoService;
 use crate::net::stream::StreamSocket;
@@ -94,6 +94,17 @@ pub(crate) struct ListenerState<S: 'static> {
     /// `close` was called: accept nothing more.
     closing: bool,
     queued_ready: bool,
+    limit: Option<Limit>,
+}
+
+/// A listener's count of its live accepted connections, against its maximum.
+struct Limit {
+    max: usize,
+    policy: OverLimit,
+    live: usize,
+    /// At the maximum with [`OverLimit::Pause`]: out of the poller.
+    paused: bool,
+    rejected: u64,
 }
 
 impl StreamSocketListener {
@@ -273,6 +284,50 @@ impl StreamSocketListener {
         }
     }
 
+    /// How many connections it accepted are live (not yet `Closed`), when it was
+    /// given a [`max_connections`](StreamSocketListenerControl::max_connections)
+    /// limit; `None` without one (connections are not counted then).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{Reactor, StreamSocketListener, StreamSocketListenerControl};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// let control = StreamSocketListenerControl::new().max_connections(Some(100));
+    /// let listener =
+    ///     StreamSocketListener::bind_with(&mut reactor, "127.0.0.1", 0, &control, |_, _, _, _| {})?;
+    /// assert_eq!(listener.live_connections(&reactor)?, Some(0));
+    /// assert_eq!(listener.rejected_connections(&reactor)?, 0);
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn live_connections<S: 'static>(
+        self,
+        reactor: &Reactor<S>,
+    ) -> Result<Option<usize>, Error> {
+        match reactor.sources.get(self.0) {
+            Some(Source::Listener(l)) => Ok(l.limit.as_ref().map(|m| m.live)),
+            _ => Err(stale_handle("StreamSocketListener", "live connections")),
+        }
+    }
+
+    /// How many connections it reset at once, over its limit with
+    /// [`OverLimit::Reject`](crate::OverLimit::Reject).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if closed.
+    pub fn rejected_connections<S: 'static>(self, reactor: &Reactor<S>) -> Result<u64, Error> {
+        match reactor.sources.get(self.0) {
+            Some(Source::Listener(l)) => Ok(l.limit.as_ref().map_or(0, |m| m.rejected)),
+            _ => Err(stale_handle("StreamSocketListener", "rejected connections")),
+        }
+    }
+
     /// Stops listening; the handler gets `Closed(Ok(()))`. Accepted sockets are not
     /// affected.
     ///
@@ -341,6 +396,13 @@ impl<S: 'static> Reactor<S> {
             retry: None,
             closing: false,
             queued_ready: false,
+            limit: control.max_connections.map(|max| Limit {
+                max,
+                policy: control.over_limit,
+                live: 0,
+                paused: false,
+                rejected: 0,
+            }),
         };
         let key = self.insert_source(Source::Listener(Box::new(state)))?;
         if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
@@ -378,7 +440,25 @@ impl<S: 'static> Reactor<S> {
             if l.retry.is_some() || l.closing {
                 return; // waiting for file descriptors (the retry timer resumes), or closed
             }
+            let mut reject = false;
+            if let Some(limit) = l.limit.as_mut().filter(|m| m.live >= m.max) {
+                if limit.policy == OverLimit::Pause {
+                    // Out of the poller until a connection goes: no event, no spin.
+                    limit.paused = true;
+                    let _ = self.poll.registry().deregister(&mut l.io);
+                    log::debug!("listener {key:?}: {} connections, paused", limit.live);
+                    return;
+                }
+                reject = true;
+            }
             match l.io.accept() {
+                Ok((io, remote)) if reject => {
+                    log::debug!("listener {key:?}: over its limit, {remote} reset");
+                    let _ = SockRef::from(&io).set_linger(Some(Duration::ZERO));
+                    if let Some(limit) = l.limit.as_mut() {
+                        limit.rejected += 1;
+                    }
+                }
                 Ok((io, remote)) => self.accepted(state, key, io, remote),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -419,6 +499,32 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
+    /// A connection accepted by the listener `key` (if it limits them) is gone: count
+    /// it, and accept again if the limit paused the listener.
+    pub(crate) fn accepted_connection_gone(&mut self, key: Option<Key>) {
+        let Some(key) = key else { return };
+        let Some(Source::Listener(l)) = self.sources.get_mut(key) else {
+            return; // the listener was closed first
+        };
+        let Some(limit) = l.limit.as_mut() else {
+            return;
+        };
+        limit.live = limit.live.saturating_sub(1);
+        if limit.paused && limit.live < limit.max && !l.closing {
+            limit.paused = false;
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut l.io, key.token(), Interest::READABLE)
+            {
+                log::warn!("listener {key:?}: cannot resume accepting: {e}");
+                return self.finish_later(key, Err(Error::from_io("register listener", e)));
+            }
+            // Connections waiting in the backlog raise no new edge: accept them now.
+            self.mark_listener_ready(key);
+        }
+    }
+
     fn accept_retry(&mut self, state: &mut S, key: Key) {
         if let Some(Source::Listener(l)) = self.sources.get_mut(key) {
             l.retry = None;
@@ -431,6 +537,7 @@ impl<S: 'static> Reactor<S> {
             return;
         };
         let local = io.local_addr().unwrap_or(l.local);
+        let timeouts = l.accepted.timeouts();
         #[cfg(feature = "tls")]
         let session = match crate::net::stream::tls::for_accept(l.tls.as_ref(), &l.accepted) {
             Ok(session) => session,
@@ -446,10 +553,14 @@ impl<S: 'static> Reactor<S> {
             Ok(socket) => socket,
             Err(e) => return log::debug!("accepted {remote}: {e}"),
         };
+        self.count_accepted(key, socket);
         #[cfg(feature = "tls")]
         if let (Some(session), Some(Source::Stream(st))) = (session, self.sources.get_mut(socket)) {
             crate::net::stream::tls::install(st, session);
             self.arm_handshake_timer(socket);
+        }
+        if timeouts.any() {
+            self.set_timeouts(socket, timeouts);
         }
         self.stats_mut().accepted += 1;
         let event = ListenerEvent::ConnectionReceived(ConnectionReceived {
@@ -458,6 +569,20 @@ impl<S: 'static> Reactor<S> {
             local,
         });
         self.call_listener(state, key, event);
+    }
+
+    /// Counts `socket` against the limit of the listener `key`, if it has one.
+    fn count_accepted(&mut self, key: Key, socket: Key) {
+        let Some(Source::Listener(l)) = self.sources.get_mut(key) else {
+            return;
+        };
+        let Some(limit) = l.limit.as_mut() else {
+            return;
+        };
+        limit.live += 1;
+        if let Some(Source::Stream(st)) = self.sources.get_mut(socket) {
+            st.cold().listener = Some(key);
+        }
     }
 
     fn call_listener(&mut self, state: &mut S, key: Key, event: ListenerEvent) {

@@ -104,6 +104,9 @@ pub struct Reactor<S: 'static = ()> {
     clock: Clock,
     pub(crate) config: Config,
     pub(crate) scratch: Vec<u8>,
+    /// Batched datagram receives: `sys::RECV_BATCH` slots of the scratch buffer's
+    /// size, allocated by the first datagram socket that batches.
+    pub(crate) datagram_slots: Vec<u8>,
     pub(crate) pool: BufPool,
     /// Sources to serve again next turn without a kernel event.
     ready: Vec<Key>,
@@ -164,6 +167,7 @@ impl<S: 'static> Reactor<S> {
             timers: Timers::new(),
             clock: Clock::default(),
             scratch: vec![0; config.scratch_size],
+            datagram_slots: Vec::new(),
             pool: BufPool::new(config.pool_chunks),
             config,
             ready: Vec::new(),

@@ -53,6 +53,8 @@ pub(crate) enum SourceTimer {
     ConnectTimeout,
     /// A graceful close or a lingering drain took too long.
     Linger,
+    /// A stream's idle, read or write timeout may have passed.
+    Watch,
     /// Try `accept` again after running out of file descriptors.
     AcceptRetry,
     /// A TLS handshake took too long.

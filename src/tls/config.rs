@@ -148,6 +148,55 @@ impl Identity {
     }
 }
 
+/// Which roots a client trusts: [`TlsClientOptions::trust_roots`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum TrustRoots {
+    /// Mozilla's roots, compiled in (webpki-roots): the same on every machine, and
+    /// there on a machine without a system store. The default.
+    #[default]
+    Webpki,
+    /// The operating system's store (rustls-native-certs): what the machine's
+    /// administrator trusts, including a company's own CA.
+    System,
+    /// Both: Mozilla's roots and the system's.
+    SystemAndWebpki,
+}
+
+/// The system's roots (rustls-native-certs), added to `into` or to a new store.
+fn system_roots(into: Option<&mut RootCertStore>) -> Result<RootCertStore, Error> {
+    const OP: &str = "system root certificates";
+    let loaded = rustls_native_certs::load_native_certs();
+    let failures = loaded
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut own = RootCertStore::empty();
+    let store = match into {
+        Some(store) => store,
+        None => &mut own,
+    };
+    let found = loaded.certs.len();
+    let (added, skipped) = store.add_parsable_certificates(loaded.certs);
+    if skipped > 0 {
+        log::warn!("{OP}: {skipped} of {found} certificates could not be used");
+    }
+    if added == 0 {
+        let why = if failures.is_empty() {
+            "the system store holds no usable certificate".to_string()
+        } else {
+            format!("the system store could not be loaded: {failures}")
+        };
+        return Err(Error::new(SocketErrorStatus::NotSupported, OP).with_detail(why));
+    }
+    if !failures.is_empty() {
+        log::warn!("{OP}: {added} loaded, but: {failures}");
+    }
+    Ok(own)
+}
+
 /// A store of the certificates in `pem`.
 fn root_store(pem: &[u8], op: &'static str) -> Result<RootCertStore, Error> {
     let mut store = RootCertStore::empty();
@@ -201,6 +250,8 @@ pub struct TlsClientOptions {
 struct ClientInner {
     /// `None`: webpki roots.
     roots: Option<Arc<RootCertStore>>,
+    /// Where `roots` came from, for `Debug`.
+    roots_from: Option<TrustRoots>,
     alpn: Vec<Vec<u8>>,
     config: Option<Arc<ClientConfig>>,
     /// The client certificate, for servers that ask for one.
@@ -220,6 +271,7 @@ impl TlsClientOptions {
     fn with(&self, change: impl FnOnce(&mut ClientInner)) -> TlsClientOptions {
         let mut inner = ClientInner {
             roots: self.inner.roots.clone(),
+            roots_from: self.inner.roots_from,
             alpn: self.inner.alpn.clone(),
             config: self.inner.config.clone(),
             identity: self.inner.identity.clone(),
@@ -275,7 +327,64 @@ impl TlsClientOptions {
         if store.is_empty() {
             return Err(config_error("root certificates", "no certificate given"));
         }
-        Ok(self.with(|inner| inner.roots = Some(Arc::new(store))))
+        Ok(self.with(|inner| {
+            inner.roots = Some(Arc::new(store));
+            inner.roots_from = None;
+        }))
+    }
+
+    /// Trusts Mozilla's roots (the default), the operating system's store, or both.
+    ///
+    /// The system store is read now, once (on Linux and the BSDs: the files named by
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` if either is set, otherwise the
+    /// distribution's bundle as OpenSSL would find it; the keychain on macOS; the
+    /// certificate store on Windows). Certificates in it that cannot be parsed are
+    /// skipped with a warning. This replaces roots given with
+    /// [`root_certificates_pem`](Self::root_certificates_pem).
+    ///
+    /// # Errors
+    ///
+    /// With [`TrustRoots::System`], `NotSupported` when the system store cannot be
+    /// loaded or holds no usable certificate (the detail says what was tried and what
+    /// failed). [`TrustRoots::SystemAndWebpki`] does not fail: without a system store
+    /// it trusts Mozilla's roots alone and logs a warning.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{SocketErrorStatus, TlsClientOptions, TrustRoots};
+    ///
+    /// // Both: works on a machine with or without a system store.
+    /// let both = TlsClientOptions::new().trust_roots(TrustRoots::SystemAndWebpki)?;
+    /// assert!(format!("{both:?}").contains("SystemAndWebpki"));
+    ///
+    /// // The system's alone: fall back to Mozilla's where there is none.
+    /// let options = match TlsClientOptions::new().trust_roots(TrustRoots::System) {
+    ///     Ok(options) => options,
+    ///     Err(e) if e.status() == SocketErrorStatus::NotSupported => TlsClientOptions::new(),
+    ///     Err(e) => return Err(e),
+    /// };
+    /// # let _ = options;
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn trust_roots(self, roots: TrustRoots) -> Result<TlsClientOptions, Error> {
+        let store = match roots {
+            TrustRoots::Webpki => None,
+            TrustRoots::System => Some(system_roots(None)?),
+            TrustRoots::SystemAndWebpki => {
+                let mut store = RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                };
+                if let Err(e) = system_roots(Some(&mut store)) {
+                    log::warn!("{e}; trusting Mozilla's roots alone");
+                }
+                Some(store)
+            }
+        };
+        Ok(self.with(|inner| {
+            inner.roots = store.map(Arc::new);
+            inner.roots_from = Some(roots);
+        }))
     }
 
     /// The protocols offered by ALPN, most preferred first (e.g. `b"h2"`).
@@ -421,11 +530,11 @@ impl fmt::Debug for TlsClientOptions {
         f.debug_struct("TlsClientOptions")
             .field(
                 "roots",
-                &self
-                    .inner
-                    .roots
-                    .as_ref()
-                    .map_or("webpki".to_string(), |r| format!("{} given", r.len())),
+                &match (&self.inner.roots, self.inner.roots_from) {
+                    (_, Some(from)) => format!("{from:?}"),
+                    (Some(r), None) => format!("{} given", r.len()),
+                    (None, None) => "webpki".to_string(),
+                },
             )
             .field("alpn", &self.inner.alpn)
             .field("config", &self.inner.config.is_some())
@@ -448,6 +557,10 @@ pub struct TlsServerConfig {
     /// The server's certificate, to build the configuration again (`None` for a
     /// caller's rustls configuration).
     identity: Option<Arc<Identity>>,
+    /// The client-certificate verifier, to build the configuration again.
+    clients: Option<Arc<dyn ClientCertVerifier>>,
+    /// The versions offered: 1.3 and 1.2, or 1.3 alone.
+    versions: &'static [&'static SupportedProtocolVersion],
 }
 
 impl TlsServerConfig {
@@ -458,7 +571,7 @@ impl TlsServerConfig {
     ///
     /// `InvalidArgument` if either cannot be parsed or the key does not fit.
     pub fn from_pem(chain: &[u8], key: &[u8]) -> Result<TlsServerConfig, Error> {
-        TlsServerConfig::build(Identity::from_pem(chain, key, SERVER_CERT)?, None)
+        TlsServerConfig::build(Arc::new(Identity::from_pem(chain, key, SERVER_CERT)?), None)
     }
 
     /// From a DER certificate chain (leaf first) and a DER private key (PKCS#8,
@@ -472,26 +585,107 @@ impl TlsServerConfig {
         I: IntoIterator<Item = C>,
         C: Into<Vec<u8>>,
     {
-        TlsServerConfig::build(Identity::from_der(chain, key, SERVER_CERT)?, None)
+        TlsServerConfig::build(Arc::new(Identity::from_der(chain, key, SERVER_CERT)?), None)
     }
 
     fn build(
-        identity: Identity,
+        identity: Arc<Identity>,
         clients: Option<Arc<dyn ClientCertVerifier>>,
     ) -> Result<TlsServerConfig, Error> {
+        TlsServerConfig::build_with(identity, clients, ProtectionLevel::Ssl, Vec::new())
+    }
+
+    fn build_with(
+        identity: Arc<Identity>,
+        clients: Option<Arc<dyn ClientCertVerifier>>,
+        minimum: ProtectionLevel,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<TlsServerConfig, Error> {
+        const OP: &str = "server minimum protection level";
+        let versions = match minimum {
+            ProtectionLevel::Ssl | ProtectionLevel::Tls12 => rustls::ALL_VERSIONS,
+            ProtectionLevel::Tls13 => minimum.versions(OP)?,
+            other => {
+                other.versions(OP)?;
+                return Err(Error::new(SocketErrorStatus::InvalidArgument, OP)
+                    .with_detail(format!("{other:?} is not a minimum")));
+            }
+        };
         let builder = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .with_protocol_versions(versions)
             .map_err(|e| config_error(SERVER_CERT, e))?;
-        let builder = match clients {
+        let builder = match clients.clone() {
             Some(verifier) => builder.with_client_cert_verifier(verifier),
             None => builder.with_no_client_auth(),
         };
-        let config = builder
+        let mut config = builder
             .with_single_cert(identity.chain.clone(), identity.key.clone_key())
             .map_err(|e| config_error(SERVER_CERT, e))?;
+        config.alpn_protocols = alpn;
         Ok(TlsServerConfig {
             config: Arc::new(config),
-            identity: Some(Arc::new(identity)),
+            identity: Some(identity),
+            clients,
+            versions,
+        })
+    }
+
+    /// Refuses clients below `minimum`: with `Tls13`, a client that offers only TLS
+    /// 1.2 fails its handshake (it receives a `protocol_version` alert; the accepted
+    /// socket closes with `ProtocolError`). `Ssl` and `Tls12` accept 1.3 and 1.2 (the
+    /// default).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` for `PlainSocket` and the refused levels (`Tls10`, `Tls11`,
+    /// `SslAllowNullEncryption`); `InvalidState` for a configuration made with
+    /// [`from_rustls`](Self::from_rustls) (set its versions there).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{ProtectionLevel, TlsServerConfig};
+    ///
+    /// // A certificate for the example (rcgen); yours comes from a file.
+    /// let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    /// let (chain, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+    ///
+    /// let server = TlsServerConfig::from_pem(chain.as_bytes(), key.as_bytes())?;
+    /// assert_eq!(server.get_minimum_protection_level(), Some(ProtectionLevel::Tls12));
+    /// let tls13_only = server.minimum_protection_level(ProtectionLevel::Tls13)?;
+    /// assert_eq!(tls13_only.get_minimum_protection_level(), Some(ProtectionLevel::Tls13));
+    ///
+    /// // Not a minimum anyone should set.
+    /// assert!(tls13_only.minimum_protection_level(ProtectionLevel::Tls11).is_err());
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn minimum_protection_level(
+        self,
+        minimum: ProtectionLevel,
+    ) -> Result<TlsServerConfig, Error> {
+        let Some(identity) = self.identity.clone() else {
+            return Err(Error::new(
+                SocketErrorStatus::InvalidState,
+                "server minimum protection level",
+            )
+            .with_detail("a rustls configuration is used as it is"));
+        };
+        let alpn = self.config.alpn_protocols.clone();
+        TlsServerConfig::build_with(identity, self.clients.clone(), minimum, alpn)
+    }
+
+    /// The lowest version this configuration accepts: `Tls13` or `Tls12`; `None` for
+    /// a configuration from [`from_rustls`](Self::from_rustls) (its versions are its own).
+    pub fn get_minimum_protection_level(&self) -> Option<ProtectionLevel> {
+        self.identity.as_ref()?;
+        let tls12 = self
+            .versions
+            .iter()
+            .any(|v| v.version == rustls::ProtocolVersion::TLSv1_2);
+        Some(if tls12 {
+            ProtectionLevel::Tls12
+        } else {
+            ProtectionLevel::Tls13
         })
     }
 
@@ -510,7 +704,7 @@ impl TlsServerConfig {
         required: bool,
     ) -> Result<TlsServerConfig, Error> {
         let op = "client authentication";
-        let Some(identity) = self.identity.as_deref() else {
+        let Some(identity) = self.identity.clone() else {
             return Err(Error::new(SocketErrorStatus::InvalidState, op)
                 .with_detail("a rustls configuration is used as it is"));
         };
@@ -522,12 +716,11 @@ impl TlsServerConfig {
             verifier.allow_unauthenticated()
         };
         let verifier = verifier.build().map_err(|e| config_error(op, e))?;
-        let identity = Identity {
-            chain: identity.chain.clone(),
-            key: identity.key.clone_key(),
-        };
         let alpn = self.config.alpn_protocols.clone();
-        Ok(TlsServerConfig::build(identity, Some(verifier))?.alpn_protocols(alpn))
+        let minimum = self
+            .get_minimum_protection_level()
+            .unwrap_or(ProtectionLevel::Ssl);
+        TlsServerConfig::build_with(identity, Some(verifier), minimum, alpn)
     }
 
     /// Uses a rustls configuration as it is, for full control.
@@ -535,6 +728,8 @@ impl TlsServerConfig {
         TlsServerConfig {
             config,
             identity: None,
+            clients: None,
+            versions: rustls::ALL_VERSIONS,
         }
     }
 

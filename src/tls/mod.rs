@@ -9,5 +9,5 @@ mod config;
 mod session;
 mod verify;
 
-pub use config::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig};
-pub(crate) use session::{Announce, TlsSession, HANDSHAKE_TIMEOUT};
+pub use config::{ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig, TrustRoots};
+pub(crate) use session::{Announce, Plaintext, TlsSession, HANDSHAKE_TIMEOUT, MAX_RECORD};

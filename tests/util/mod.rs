@@ -2,6 +2,7 @@
 //! answers, a seeded PRNG and a streaming checksum.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
 pub mod harness;
 pub mod tls;
 

@@ -11,7 +11,9 @@ mod message_io;
 mod mio_loop;
 mod sockloop;
 mod std_block;
+pub mod tls;
 mod tokio_rt;
+pub mod udp;
 
 /// One competitor: its flag name and its server.
 pub struct Competitor {

@@ -326,6 +326,18 @@ pub struct DatagramSocketInformation {
     pub queued_bytes: usize,
     /// Datagrams accepted and not yet taken by the kernel.
     pub queued_datagrams: usize,
+    /// Datagrams the kernel took so far (each segment of a GSO send counts).
+    pub datagrams_sent: u64,
+    /// Send system calls made so far (`sendmsg`, `sendmmsg`, a GSO `sendmsg`),
+    /// including those that failed or would have blocked: `datagrams_sent /
+    /// send_calls` is how many datagrams left per call.
+    pub send_calls: u64,
+    /// Datagrams delivered to the handler so far (each segment of a coalesced
+    /// receive counts).
+    pub datagrams_received: u64,
+    /// Receive system calls made so far (`recvmsg`, `recvmmsg`), including the last
+    /// one of each read, which finds nothing.
+    pub receive_calls: u64,
 }
 
 /// A multicast group address, checked.

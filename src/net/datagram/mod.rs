@@ -3,16 +3,20 @@
 //! - `mod.rs`: the handle, its events and state, information, closing, multicast groups;
 //! - `open.rs`: binding, connecting (names resolved off the loop), adopting;
 //! - `transfer.rs`: sending (the queue, the flush after a handler) and receiving (the
-//!   per-turn budget, the scratch buffer), and the kind's side of the reactor's seam;
+//!   per-turn budget, `recvmmsg` into the reactor's datagram slots), and the kind's
+//!   side of the reactor's seam;
 //! - `queue.rs`: the send queue;
+//! - `output.rs`: destination handles (`output_to`), names resolved off the loop;
 //! - `control.rs`: options, information, multicast groups.
 
 mod control;
 mod open;
+mod output;
 mod queue;
 mod transfer;
 
 pub use control::{DatagramSocketControl, DatagramSocketInformation};
+pub use output::DatagramOutput;
 pub(crate) use transfer::DatagramKind;
 
 use std::fmt;
@@ -46,12 +50,13 @@ fn stale(operation: &'static str) -> Error {
 ///
 /// | what | how |
 /// | --- | --- |
-/// | receive | `recvmsg` to `WouldBlock` within the reactor's read budget, into its one read buffer: nothing allocated per datagram |
+/// | receive | `recvmmsg` (16 a call) to `WouldBlock` within the reactor's read budget, into slots of the read buffer's size that the reactor allocates once (1 MiB at most): nothing allocated per datagram; each datagram its own message |
 /// | local address | `IP_PKTINFO` / `IPV6_RECVPKTINFO` on every socket |
 /// | truncation | `MSG_TRUNC`, reported as [`Message::truncated`] |
 /// | send | queued whole, then `sendmmsg` (32 a call), or one `sendmsg` with UDP GSO for a run of same-size datagrams to one destination |
 /// | coalesced receive | UDP GRO when the read buffer holds 64 KiB; each datagram still its own message |
-/// | without batching | [`DatagramSocketControl::batching`]`(false)`: one `sendmsg` / `recvmsg` per datagram |
+/// | without batching | [`DatagramSocketControl::batching`]`(false)`: one `sendmsg` / `recvmsg` per datagram, into the read buffer |
+/// | counts | [`DatagramSocketInformation`] counts datagrams and the system calls that carried them |
 ///
 /// # Examples
 ///
@@ -170,6 +175,20 @@ pub(crate) struct DatagramState<S: 'static> {
     pub(crate) gso: bool,
     /// The kernel may coalesce received datagrams (`UDP_GRO` is on).
     pub(crate) gro: bool,
+    pub(crate) counters: Counters,
+    /// Destinations given by name ([`DatagramSocket::output_to`]).
+    pub(crate) outputs: Vec<output::Named>,
+    /// Those of `outputs` waiting for the resolver, oldest first.
+    pub(crate) resolving: std::collections::VecDeque<u32>,
+}
+
+/// What a socket's system calls carried, for [`DatagramSocketInformation`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub(crate) datagrams_sent: u64,
+    pub(crate) send_calls: u64,
+    pub(crate) datagrams_received: u64,
+    pub(crate) receive_calls: u64,
 }
 
 impl<S: 'static> DatagramState<S> {
@@ -193,6 +212,9 @@ impl<S: 'static> DatagramState<S> {
             batching: true,
             gso: false,
             gro: false,
+            counters: Counters::default(),
+            outputs: Vec::new(),
+            resolving: std::collections::VecDeque::new(),
         }
     }
 }
@@ -209,10 +231,10 @@ impl DatagramSocket {
         reactor: &mut Reactor<S>,
     ) -> Result<std::net::UdpSocket, Error> {
         let st = reactor.datagram_mut(self.0, "into std")?;
-        if st.phase != Phase::Open || !st.out.is_empty() {
+        if st.phase != Phase::Open || !st.out.is_empty() || !st.resolving.is_empty() {
             return Err(
                 Error::new(SocketErrorStatus::InvalidState, "into std").with_detail(format!(
-                    "{} datagrams queued to send, or the peer's name is being resolved",
+                    "{} datagrams queued to send, or a name is being resolved",
                     st.out.count()
                 )),
             );
@@ -244,12 +266,17 @@ impl DatagramSocket {
                 .or_else(|| st.remote.map(|a| HostName::from(a.ip()))),
             queued_bytes: st.out.len(),
             queued_datagrams: st.out.count(),
+            datagrams_sent: st.counters.datagrams_sent,
+            send_calls: st.counters.send_calls,
+            datagrams_received: st.counters.datagrams_received,
+            receive_calls: st.counters.receive_calls,
         })
     }
 
     /// Closes the socket; the handler gets `Closed`. Datagrams still queued are sent
-    /// if the kernel takes them now; those it does not are discarded and `Closed`
-    /// reports `OperationAborted` with their count.
+    /// if the kernel takes them now; those it does not, and those written to a
+    /// [`DatagramOutput`] whose name is still being resolved, are discarded and
+    /// `Closed` reports `OperationAborted` with their count.
     ///
     /// # Errors
     ///
@@ -258,7 +285,7 @@ impl DatagramSocket {
         reactor.datagram_mut(self.0, "close")?;
         reactor.flush_datagram(self.0);
         let st = reactor.datagram_mut(self.0, "close")?;
-        let left = st.out.clear();
+        let left = st.out.clear() + st.discard_waiting();
         st.phase = Phase::Closed;
         let result = if left == 0 {
             Ok(())

@@ -241,6 +241,9 @@ fn open(
     Ok(socket.into())
 }
 
+/// The most memory the reactor's batched-receive slots take.
+const RECV_SLOTS_BYTES: usize = 1024 * 1024;
+
 impl<S: 'static> Reactor<S> {
     /// Registers a new socket.
     fn add_datagram(
@@ -275,6 +278,12 @@ impl<S: 'static> Reactor<S> {
         // would be cut.
         let batching = matches!(self.sources.get(key), Some(Source::Datagram(st)) if st.batching);
         let gro = batching && self.scratch.len() >= 64 * 1024 && sys::enable_gro(&socket).is_ok();
+        // Batched receives: slots of the read buffer's size, up to 1 MiB in all,
+        // allocated once per reactor (zero pages until datagrams land in them).
+        let slots = (RECV_SLOTS_BYTES / self.scratch.len().max(1)).min(sys::RECV_BATCH);
+        if batching && slots >= 2 && self.datagram_slots.is_empty() {
+            self.datagram_slots = vec![0; slots * self.scratch.len()];
+        }
         let mut io = UdpSocket::from_std(socket);
         self.poll
             .registry()
@@ -304,6 +313,10 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
             return;
         };
+        if st.phase == Phase::Open {
+            self.output_resolved(key, answer);
+            return;
+        }
         if st.phase != Phase::Resolving {
             return;
         }

@@ -105,6 +105,13 @@ impl SendQueue {
         }
     }
 
+    /// Queues everything `other` holds, in order, to `to`.
+    pub(crate) fn append(&mut self, other: SendQueue, to: SocketAddr) {
+        for (item, data) in other.first(usize::MAX) {
+            self.push(data, Some(to), item.from);
+        }
+    }
+
     /// Forgets everything queued; returns how many datagrams that was.
     pub(crate) fn clear(&mut self) -> usize {
         let n = self.items.len();

@@ -13,7 +13,7 @@ use crate::net::listener::canonical;
 use crate::reactor::{panicked, Key, Kind, Reactor, Source};
 
 /// The largest UDP payload over IPv4: 65,535 bytes less the IPv4 and UDP headers.
-const MAX_PAYLOAD_V4: usize = 65_535 - 20 - 8;
+pub(crate) const MAX_PAYLOAD_V4: usize = 65_535 - 20 - 8;
 /// The largest UDP payload over IPv6 without jumbograms.
 const MAX_PAYLOAD_V6: usize = 65_535 - 8;
 
@@ -32,6 +32,18 @@ const EMPTY: sys::Outgoing<'static> = sys::Outgoing {
     to: None,
     from: None,
     segment: None,
+};
+
+/// A free slot of a receive batch.
+const NOTHING: sys::Received = sys::Received {
+    len: 0,
+    truncated: false,
+    source: SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::UNSPECIFIED,
+        0,
+    )),
+    destination: None,
+    segment_size: None,
 };
 
 /// The most bytes one GSO send carries: what one IPv4 datagram could.
@@ -240,8 +252,9 @@ impl<S: 'static> Reactor<S> {
         // whose it was.
         let mut held: Option<Error> = None;
         while let Some((item, _)) = st.out.front() {
-            match send_front(io, &st.out, st.batching, &mut st.gso) {
+            match send_front(io, &st.out, st.batching, &mut st.gso, &mut st.counters) {
                 Ok(sent) => {
+                    st.counters.datagrams_sent += sent as u64;
                     // The retried datagram went: the error was an earlier one's.
                     st.errors.extend(held.take());
                     for _ in 0..sent {
@@ -313,11 +326,14 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
-    /// Reads datagrams until `WouldBlock` or the budget, each delivered from the
-    /// reactor's scratch buffer.
+    /// Reads datagrams until `WouldBlock` or the budget, each delivered as its own
+    /// message: with `recvmmsg` into the reactor's datagram slots when the socket
+    /// batches, else with `recvmsg` into its scratch buffer. Nothing is allocated.
     fn datagram_read(&mut self, state: &mut S, key: Key) {
         let budget = self.config.read_budget;
+        let slot = self.scratch.len();
         let mut used = 0usize;
+        let mut received = [NOTHING; sys::RECV_BATCH];
         loop {
             let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
                 return;
@@ -332,33 +348,43 @@ impl<S: 'static> Reactor<S> {
                 }
                 return;
             }
-            match sys::recv_msg(io, &mut self.scratch) {
-                Ok(rx) => {
-                    // A coalesced receive (GRO) holds several datagrams of `segment`
-                    // bytes each, the last maybe shorter: one message each.
-                    let segment = rx.segment_size.filter(|s| *s < rx.len).unwrap_or(rx.len);
-                    let count = rx.len.div_ceil(segment.max(1)).max(1);
-                    used = used.saturating_add(rx.len + PER_DATAGRAM * count);
-                    let local = SocketAddr::new(
-                        rx.destination.map_or(local.ip(), |ip| ip.to_canonical()),
-                        local.port(),
-                    );
-                    // Out of the reactor for the call, so that the handler can have
+            let batched = st.batching && self.datagram_slots.len() >= 2 * slot;
+            let result = if batched {
+                sys::recv_mmsg(io, &mut self.datagram_slots, slot, &mut received)
+            } else {
+                sys::recv_msg(io, &mut self.scratch).map(|rx| {
+                    received[0] = rx;
+                    1
+                })
+            };
+            st.counters.receive_calls += 1;
+            match result {
+                Ok(n) => {
+                    // Out of the reactor for the calls, so that the handler can have
                     // the reactor and the bytes at once.
-                    let scratch = std::mem::take(&mut self.scratch);
-                    for (i, start) in (0..rx.len.max(1)).step_by(segment.max(1)).enumerate() {
-                        let message = Message {
-                            remote: canonical(rx.source),
-                            local,
-                            data: &scratch[start.min(rx.len)..(start + segment).min(rx.len)],
-                            truncated: rx.truncated && i + 1 == count,
-                        };
-                        let event = DatagramEvent::MessageReceived(message);
-                        if !self.call_datagram(state, key, event) {
+                    let buffer = if batched {
+                        std::mem::take(&mut self.datagram_slots)
+                    } else {
+                        std::mem::take(&mut self.scratch)
+                    };
+                    let mut open = true;
+                    for (i, rx) in received.iter().take(n).enumerate() {
+                        let bytes = &buffer[i * slot..][..rx.len];
+                        let (count, open_now) = self.deliver_datagram(state, key, local, rx, bytes);
+                        used = used.saturating_add(rx.len + PER_DATAGRAM * count);
+                        if !open_now {
+                            open = false;
                             break;
                         }
                     }
-                    self.scratch = scratch;
+                    if batched {
+                        self.datagram_slots = buffer;
+                    } else {
+                        self.scratch = buffer;
+                    }
+                    if !open {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -379,6 +405,40 @@ impl<S: 'static> Reactor<S> {
                 }
             }
         }
+    }
+
+    /// Delivers one received buffer: one message, or one per segment of a coalesced
+    /// receive (GRO: several datagrams of `segment` bytes each, the last maybe
+    /// shorter). Returns the messages delivered and whether the socket is still open.
+    fn deliver_datagram(
+        &mut self,
+        state: &mut S,
+        key: Key,
+        local: SocketAddr,
+        rx: &sys::Received,
+        bytes: &[u8],
+    ) -> (usize, bool) {
+        let segment = rx.segment_size.filter(|s| *s < rx.len).unwrap_or(rx.len);
+        let count = rx.len.div_ceil(segment.max(1)).max(1);
+        let local = SocketAddr::new(
+            rx.destination.map_or(local.ip(), |ip| ip.to_canonical()),
+            local.port(),
+        );
+        if let Some(Source::Datagram(st)) = self.sources.get_mut(key) {
+            st.counters.datagrams_received += count as u64;
+        }
+        for (i, start) in (0..rx.len.max(1)).step_by(segment.max(1)).enumerate() {
+            let message = Message {
+                remote: canonical(rx.source),
+                local,
+                data: &bytes[start.min(rx.len)..(start + segment).min(rx.len)],
+                truncated: rx.truncated && i + 1 == count,
+            };
+            if !self.call_datagram(state, key, DatagramEvent::MessageReceived(message)) {
+                return (i + 1, false);
+            }
+        }
+        (count, true)
     }
 
     /// Calls the socket's handler (taken out of its slot for the call and put back
@@ -414,6 +474,9 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Datagram(mut st)) = self.remove_source(key) else {
             return;
         };
+        if st.io.is_none() {
+            self.cancel_resolution(key);
+        }
         if let Some(io) = st.io.as_mut() {
             let _ = self.poll.registry().deregister(io);
         }
@@ -482,6 +545,7 @@ fn send_front(
     out: &SendQueue,
     batching: bool,
     gso: &mut bool,
+    counters: &mut super::Counters,
 ) -> io::Result<usize> {
     if *gso {
         let (count, size) = gso_run(out);
@@ -493,6 +557,7 @@ fn send_front(
                 from: first.from,
                 segment: u16::try_from(size).ok(),
             };
+            counters.send_calls += 1;
             match sys::send_msg(io, &train) {
                 Ok(_) => return Ok(count),
                 // Refused as such: never again on this socket; the run goes below.
@@ -528,6 +593,7 @@ fn send_front(
         };
         n += 1;
     }
+    counters.send_calls += 1;
     if n == 1 {
         sys::send_msg(io, &batch[0]).map(|_| 1)
     } else {

@@ -46,8 +46,13 @@ impl<S: 'static> Reactor<S> {
         };
         if let Some(mut cold) = st.cold.take() {
             self.cancel_internal_timer(cold.timer.take());
+            self.unwatch(cold.watch.take());
             #[cfg(feature = "tls")]
             self.cancel_internal_timer(cold.handshake_timer.take());
+            // A lookup still queued or running for it goes (a connect timeout takes
+            // the plan before this).
+            self.cancel_resolution(key);
+            self.accepted_connection_gone(cold.listener);
             if let Some(plan) = cold.connect.take() {
                 self.cancel_internal_timer(plan.stagger);
                 self.cancel_internal_timer(plan.timeout);

@@ -26,8 +26,9 @@ impl StreamSocket {
     /// [`HostName`](crate::HostName), an [`IpAddr`](std::net::IpAddr). `service` is a port (`443`) or
     /// anything [`resolve_service`](crate::resolve_service) reads (`"https"`, `"8080"`).
     ///
-    /// An address literal is connected at once. A name is resolved on a helper thread
-    /// (the loop never blocks on DNS); then the addresses are tried in the order of
+    /// An address literal is connected at once. A name is resolved on a pool of helper
+    /// threads (the loop never blocks on DNS; at most 4 lookups run at once, the
+    /// others queue, and the connect timeout covers the lookup); then the addresses are tried in the order of
     /// RFC 8305 (Happy Eyeballs v2): IPv6 and IPv4 interleaved (starting with the family
     /// of the first address the system's sorted answer gives), a new attempt started
     /// every 250 ms while the earlier ones are still running, the first to connect
@@ -191,6 +192,9 @@ impl<S: 'static> Reactor<S> {
         destination: Destination,
         control: &StreamSocketControl,
     ) {
+        if control.timeouts().any() {
+            self.set_timeouts(key, control.timeouts());
+        }
         let timeout = self.set_source_timer(
             control.get_connect_timeout(),
             key,
@@ -418,6 +422,7 @@ impl<S: 'static> Reactor<S> {
     }
 
     fn connected(&mut self, state: &mut S, key: Key, queued: bool, readable: bool) {
+        self.watch_connected(key);
         #[cfg(feature = "tls")]
         let tls = self.tls_connected(key);
         #[cfg(not(feature = "tls"))]

@@ -200,6 +200,7 @@ impl<S: 'static> Kind<S> for StreamKind {
             SourceTimer::Linger => r.linger_expired(key),
             #[cfg(feature = "tls")]
             SourceTimer::TlsHandshake => r.tls_handshake_timed_out(key),
+            SourceTimer::Watch => r.watch_expired(key),
             SourceTimer::AcceptRetry => {}
         }
     }

@@ -9,11 +9,13 @@ mod send;
 mod state;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
+mod watch;
 
 pub(crate) use close::{Lingering, LingeringKind};
 pub(crate) use kind::StreamKind;
 pub(crate) use send::{over_limit, send_queued};
 pub(crate) use state::{reset, writable_state, Phase, ReadSide, StreamState, WriteSide};
+pub(crate) use watch::{nonzero, Timeouts};
 
 use std::fmt;
 use std::time::Duration;
@@ -163,10 +165,107 @@ impl StreamSocket {
         let st = reactor.stream_mut(self.0, "pause receive")?;
         let resumed = st.receive_paused && !paused;
         st.receive_paused = paused;
+        if resumed {
+            // The read timeout counts from here.
+            st.note_read();
+        }
         // Even with nothing kept: edges that came while paused were not read.
         if resumed && st.input_changed() {
             reactor.mark_ready(self.0);
         }
+        Ok(())
+    }
+
+    /// Sets or clears (`None`) the idle timeout: the connection is reset and closed
+    /// with `ConnectionTimedOut` once no byte was received and none was sent for this
+    /// long, counted from this call. Replaces what
+    /// [`StreamSocketControl::idle_timeout`](crate::StreamSocketControl::idle_timeout)
+    /// set; the other timeouts are kept. Costs nothing per message.
+    ///
+    /// # Examples
+    ///
+    /// A server that gives each client 5 s to say something, then 60 s between
+    /// messages once it has:
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use sockloop::{ListenerEvent, Reactor, StreamEvent, StreamSocketControl,
+    ///     StreamSocketListener, StreamSocketListenerControl};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// let first = StreamSocketControl::new().idle_timeout(Some(Duration::from_secs(5)));
+    /// let control = StreamSocketListenerControl::new().accepted(first);
+    /// StreamSocketListener::bind_any_with(&mut reactor, 7000, &control, |r, _, _, event| {
+    ///     if let ListenerEvent::ConnectionReceived(c) = event {
+    ///         c.socket.set_handler(r, |r, _, socket, event| {
+    ///             if let StreamEvent::Received(mut input) = event {
+    ///                 input.consume_all();
+    ///                 socket.set_idle_timeout(r, Some(Duration::from_secs(60))).unwrap();
+    ///             }
+    ///         }).unwrap();
+    ///     }
+    /// })?;
+    /// reactor.run(&mut ())?;
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if the socket is closed.
+    pub fn set_idle_timeout<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        timeout: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.change_timeouts(reactor, "set idle timeout", |t| t.idle = timeout)
+    }
+
+    /// Sets or clears (`None`) the read timeout: the connection is reset and closed
+    /// with `ConnectionTimedOut` once no byte was received for this long while
+    /// receiving (not while paused, not after the peer's FIN), counted from this call.
+    /// See [`set_idle_timeout`](Self::set_idle_timeout).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if the socket is closed.
+    pub fn set_read_timeout<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        timeout: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.change_timeouts(reactor, "set read timeout", |t| t.read = timeout)
+    }
+
+    /// Sets or clears (`None`) the write (stall) timeout: the connection is reset and
+    /// closed with `ConnectionTimedOut` once bytes have been queued for this long
+    /// without the peer taking any. See [`set_idle_timeout`](Self::set_idle_timeout).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidHandle` if the socket is closed.
+    pub fn set_write_timeout<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        timeout: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.change_timeouts(reactor, "set write timeout", |t| t.write = timeout)
+    }
+
+    fn change_timeouts<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        operation: &'static str,
+        change: impl FnOnce(&mut Timeouts),
+    ) -> Result<(), Error> {
+        reactor.stream_ref(self.0, operation)?;
+        let mut timeouts = reactor.timeouts(self.0).unwrap_or_default();
+        change(&mut timeouts);
+        timeouts = Timeouts {
+            idle: nonzero(timeouts.idle),
+            read: nonzero(timeouts.read),
+            write: nonzero(timeouts.write),
+        };
+        reactor.set_timeouts(self.0, timeouts);
         Ok(())
     }
 
@@ -315,6 +414,7 @@ impl StreamSocket {
         };
         let mut io = st.io.take().ok_or_else(|| stale("into std"))?;
         let _ = reactor.poll.registry().deregister(&mut io);
+        reactor.accepted_connection_gone(st.cold.as_ref().and_then(|c| c.listener));
         Ok(std::net::TcpStream::from(io))
     }
 }

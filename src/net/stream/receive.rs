@@ -197,6 +197,9 @@ impl<S: 'static> Reactor<S> {
             } else {
                 io.read(&mut self.scratch[..want])
             };
+            if matches!(read, Ok(n) if n > 0) {
+                st.note_read();
+            }
             match read {
                 Ok(0) => return self.read_eof(state, key),
                 Ok(n) => {
@@ -260,7 +263,7 @@ impl<S: 'static> Reactor<S> {
 
     /// `n` new bytes are at the start of the scratch buffer, the socket is open, and
     /// it keeps nothing that comes before them.
-    fn received(&mut self, state: &mut S, key: Key, n: usize) {
+    pub(crate) fn received(&mut self, state: &mut S, key: Key, n: usize) {
         let scratch = std::mem::take(&mut self.scratch);
         let consumed = self.deliver(state, key, &scratch[..n]);
         if consumed < n {

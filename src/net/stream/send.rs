@@ -137,13 +137,17 @@ impl<S: 'static> Reactor<S> {
             return;
         }
         let Some(io) = st.io.as_mut() else { return };
-        if !st.out.is_empty() {
+        let before = st.out.len();
+        if before > 0 {
             if let Err(e) = st.out.flush(io, &mut self.pool) {
                 let err = st.error("send", e);
                 st.phase = Phase::Closed;
                 self.finish_later(key, Err(err));
                 return;
             }
+        }
+        if st.watched {
+            super::watch::flushed(st.cold.as_deref_mut(), before, st.out.len());
         }
         // `Drained` is queued before a `Closed` this flush may queue.
         let drained = st.over_high && st.out.len() <= self.config.low_watermark && {

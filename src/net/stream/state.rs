@@ -8,6 +8,7 @@ use mio::net::TcpStream;
 use socket2::SockRef;
 
 use super::connect::Connecting;
+use super::watch::Watch;
 use super::StreamHandler;
 use crate::error::{Error, SocketErrorStatus};
 use crate::framing::{Decoder, Encoder};
@@ -80,6 +81,8 @@ pub(crate) struct StreamState<S: 'static> {
     pub(crate) upgrade_point: bool,
     pub(crate) dirty: bool,
     pub(crate) queued_ready: bool,
+    /// Timeouts are set (`cold.watch`): reads and sends are stamped.
+    pub(crate) watched: bool,
 }
 
 /// The rarely used part of a stream's state: unconsumed input, the codec, the connect
@@ -101,12 +104,17 @@ pub(crate) struct Cold {
     pub(crate) host: Option<HostName>,
     /// The linger timer of a closing socket.
     pub(crate) timer: Option<Key>,
+    /// The listener that accepted it, when that listener limits its live connections
+    /// (told when this one goes).
+    pub(crate) listener: Option<Key>,
     /// The TLS session, with `tls` set.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Box<TlsSession>>,
     /// The timer of a TLS handshake under way.
     #[cfg(feature = "tls")]
     pub(crate) handshake_timer: Option<Key>,
+    /// Idle, read and write timeouts, with `watched` set.
+    pub(crate) watch: Option<Box<Watch>>,
 }
 
 impl<S: 'static> StreamState<S> {
@@ -132,6 +140,7 @@ impl<S: 'static> StreamState<S> {
             upgrade_point: false,
             dirty: false,
             queued_ready: false,
+            watched: false,
         }
     }
 

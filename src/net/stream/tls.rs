@@ -1,49 +1,41 @@
 //! TLS on a stream: the session between the socket and the receive and send paths,
 //! in-place upgrades (client and server), and what was negotiated.
 //!
-//! Received ciphertext is read by the session, decrypted, and the plaintext appended
-//! to the socket's kept input, from where it is delivered like any other input
-//! (`Received`, codecs, pause and resume). Written plaintext is encrypted into the
-//! write queue; bytes queued before an upgrade leave first, in clear.
+//! Received ciphertext is read into the reactor's shared read buffer and decrypted
+//! there; the plaintext is delivered like a plain read (`Received`, codecs, pause and
+//! resume, what the handler leaves kept). Written plaintext is encrypted straight into
+//! the write queue's chunks; bytes queued before an upgrade leave first, in clear.
 
-use std::io::{self, Write};
+use std::io;
+use std::time::Duration;
 
 use super::receive::injected;
-use super::state::{writable_state, Phase, ReadSide, StreamState};
+use super::state::{writable_state, Cold, Phase, ReadSide, StreamState};
 use super::{stale, StreamEvent, StreamSocket};
 use crate::error::{Error, SocketErrorStatus};
-use crate::io::outbound::Outbound;
 use crate::io::BufPool;
 use crate::net::control::StreamSocketControl;
 use crate::net::hostname::HostName;
 use crate::reactor::{Key, Reactor, Source, SourceTimer};
 use crate::tls::{
-    Announce, ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig, TlsSession,
+    Announce, Plaintext, ProtectionLevel, TlsClientOptions, TlsInformation, TlsServerConfig,
+    TlsSession, MAX_RECORD,
 };
 
-/// The write queue as a `Write` for the session's records.
-struct QueueWriter<'a> {
-    out: &'a mut Outbound,
-    pool: &'a mut BufPool,
-}
+/// The read buffer TLS needs at least: half of it for ciphertext (two whole records,
+/// so that a bulk transfer reads two at a time, each read ending on a record
+/// boundary), half for the plaintext decrypted from it.
+const TLS_SCRATCH: usize = 2 * 2 * MAX_RECORD;
 
-impl Write for QueueWriter<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.out.push(data, self.pool);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Moves the session's records into the stream's write queue.
-pub(crate) fn queue_records<S: 'static>(st: &mut StreamState<S>, pool: &mut BufPool) {
+/// Moves what the session has to send into the stream's write queue.
+pub(crate) fn queue_records<S: 'static>(
+    st: &mut StreamState<S>,
+    pool: &mut BufPool,
+) -> Result<(), Error> {
     let out = &mut st.out;
-    if let Some(tls) = st.cold.as_mut().and_then(|c| c.tls.as_mut()) {
-        // Writing to the queue cannot fail.
-        let _ = tls.send_tls(&mut QueueWriter { out, pool });
+    match st.cold.as_mut().and_then(|c| c.tls.as_mut()) {
+        Some(tls) => tls.queue(out, pool),
+        None => Ok(()),
     }
 }
 
@@ -102,17 +94,16 @@ pub(crate) fn write_tls<S: 'static>(
     data: &[u8],
     limit: usize,
 ) -> Result<(), Error> {
-    let early = st.tls_mut().map_or(0, |t| t.early);
+    let early = st.tls_mut().map_or(0, |t| t.early());
     let queued = st.out.len() + early;
     if queued.saturating_add(data.len()) > limit {
         return Err(super::over_limit(st, "write", queued, data.len(), limit));
     }
-    if let Some(tls) = st.tls_mut() {
-        tls.write_plain(data)
-            .map_err(|e| Error::from_io("tls write", e))?;
+    let out = &mut st.out;
+    match st.cold.as_mut().and_then(|c| c.tls.as_mut()) {
+        Some(tls) => tls.write(data, out, pool),
+        None => Ok(()),
     }
-    queue_records(st, pool);
-    Ok(())
 }
 
 impl StreamSocket {
@@ -192,6 +183,55 @@ impl StreamSocket {
         reactor.upgrade(self.0, session)
     }
 
+    /// Gives the TLS handshake under way `timeout`, counted from now, instead of what
+    /// it had: for an in-place upgrade, whose handshake otherwise gets the default
+    /// 10 s (the control's
+    /// [`tls_handshake_timeout`](crate::StreamSocketControl::tls_handshake_timeout)
+    /// applies to `connect` and to accepted sockets). A handshake not complete by
+    /// then closes the socket with `ConnectionTimedOut`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use sockloop::{HostName, ProtectionLevel, Reactor, StreamSocket};
+    /// # #[allow(dead_code)]
+    /// # fn on_go_ahead(reactor: &mut Reactor<()>, socket: StreamSocket) -> Result<(), sockloop::Error> {
+    /// // The server said `220` to `STARTTLS`:
+    /// let host = HostName::new("mail.example.com")?;
+    /// socket.upgrade_to_tls(reactor, ProtectionLevel::Ssl, &host)?;
+    /// socket.set_tls_handshake_timeout(reactor, Duration::from_secs(3))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidState` if the socket does not run TLS or its handshake is complete;
+    /// `InvalidHandle` if closed.
+    pub fn set_tls_handshake_timeout<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let operation = "set tls handshake timeout";
+        let st = reactor.stream_mut(self.0, operation)?;
+        let Some(tls) = st.tls_mut().filter(|t| t.is_handshaking()) else {
+            return Err(Error::new(SocketErrorStatus::InvalidState, operation)
+                .with_detail("no TLS handshake under way"));
+        };
+        tls.timeout = timeout;
+        let armed = st
+            .cold
+            .as_ref()
+            .is_some_and(|c| c.handshake_timer.is_some());
+        if armed {
+            // Counted from now; a socket still connecting gets it once connected.
+            reactor.arm_handshake_timer(self.0);
+        }
+        Ok(())
+    }
+
     /// What the TLS session negotiated: version, cipher suite, ALPN, SNI and the
     /// peer's certificates. `None` for a plain socket or before the handshake
     /// completes.
@@ -238,9 +278,13 @@ impl<S: 'static> Reactor<S> {
     /// TCP is connected: a TLS stream sends its ClientHello and starts the handshake
     /// timer (`Connected` waits for the handshake). Returns whether it runs TLS.
     pub(crate) fn tls_connected(&mut self, key: Key) -> bool {
-        match self.source_for_write(key) {
+        let queued = match self.source_for_write(key) {
             Some((Source::Stream(st), pool, _)) if st.tls => queue_records(st, pool),
             _ => return false,
+        };
+        if let Err(err) = queued {
+            self.tls_failed(key, err);
+            return true;
         }
         self.arm_handshake_timer(key);
         true
@@ -261,7 +305,11 @@ impl<S: 'static> Reactor<S> {
             self.fail_stream(key, injected(kept));
             return Err(injected(kept));
         }
-        queue_records(st, pool);
+        if let Err(err) = queue_records(st, pool) {
+            let copy = Error::new(err.status(), "tls upgrade").with_detail(err.to_string());
+            self.tls_failed(key, err);
+            return Err(copy);
+        }
         log::debug!("stream {key:?}: upgrading to TLS");
         self.arm_handshake_timer(key);
         let Some((Source::Stream(st), _, mut queue)) = self.source_for_write(key) else {
@@ -277,9 +325,18 @@ impl<S: 'static> Reactor<S> {
         Ok(())
     }
 
-    /// Reads ciphertext until `WouldBlock`, end of file or the budget, hands the
-    /// plaintext to the handler, and moves the handshake on.
+    /// Reads ciphertext until a short read (the socket is drained, as for plain
+    /// streams, unless the peer's FIN was reported), end of file or the budget; hands
+    /// the plaintext to the handler, and moves the handshake on.
+    ///
+    /// Ciphertext is read into the upper half of the reactor's read buffer and
+    /// decrypted there; plaintext goes to its lower half and is delivered from there
+    /// like a plain read (what the handler leaves is kept). A record that arrived in
+    /// part is kept by the session until the rest comes.
     pub(crate) fn tls_read(&mut self, state: &mut S, key: Key, mut budget: usize) {
+        if self.scratch.len() < TLS_SCRATCH {
+            self.scratch.resize(TLS_SCRATCH, 0);
+        }
         loop {
             let limit = self.config.inbound_limit;
             let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
@@ -298,22 +355,12 @@ impl<S: 'static> Reactor<S> {
                 .as_ref()
                 .and_then(|c| c.decoder.as_ref())
                 .map_or(0, |c| c.size_hint());
-            let room = limit.max(hint).saturating_sub(held);
-            let (Some(io), Some(cold)) = (st.io.as_mut(), st.cold.as_mut()) else {
-                return;
+            let room = if closing {
+                usize::MAX
+            } else {
+                limit.max(hint).saturating_sub(held)
             };
-            let Some(tls) = cold.tls.as_mut() else { return };
-            // Plaintext already decrypted goes first.
-            if closing {
-                tls.discard_plaintext();
-            } else if room > 0 && tls.take_plaintext(&mut cold.inbuf, room) > 0 {
-                self.kept_more(state, key);
-                continue;
-            }
-            if tls.peer_closed() {
-                return self.read_eof(state, key);
-            }
-            if room == 0 && !closing {
+            if room == 0 {
                 if st.handler.is_some() {
                     let err = Error::new(SocketErrorStatus::MessageTooLong, "receive").with_detail(
                         format!("the handler left {held} bytes unconsumed, the inbound limit"),
@@ -322,47 +369,87 @@ impl<S: 'static> Reactor<S> {
                 }
                 return;
             }
-            match tls.read_tls(io) {
-                Ok(0) => return self.tls_eof(state, key),
-                Ok(n) => {
-                    if let Err(err) = tls.process() {
-                        return self.tls_failed(key, err);
-                    }
-                    self.tls_progress(state, key);
-                    budget = budget.saturating_sub(n);
-                    if budget == 0 {
-                        return self.mark_ready(key);
-                    }
-                }
+            let to_eof = st.read == ReadSide::Fin;
+            // Plaintext that will be kept anyway (behind kept input, or for a handler
+            // that cannot take it now) goes straight to the kept input.
+            let keep = !st.accepts_input() || held > 0;
+            let half = self.scratch.len() / 2;
+            let (area, ciphertext) = self.scratch.split_at_mut(half);
+            let (Some(io), Some(cold)) = (st.io.as_mut(), st.cold.as_mut()) else {
+                return;
+            };
+            let Cold { inbuf, tls, .. } = &mut **cold;
+            let Some(tls) = tls.as_deref_mut() else {
+                return;
+            };
+            let mut plain = Plaintext::new(area, inbuf, keep, closing);
+            let outcome = tls.read(
+                io,
+                ciphertext,
+                room,
+                &mut plain,
+                &mut st.out,
+                &mut self.pool,
+            );
+            let (len, kept_more) = (plain.len, plain.kept_more);
+            let peer_closed = tls.peer_closed();
+            let announce = match tls.is_handshaking() {
+                false => tls.announce.take(),
+                true => None,
+            };
+            let outcome = match outcome {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(err)) => return self.tls_failed(key, err),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let err = st.error("receive", e);
                     return self.fail_stream(key, err);
                 }
+            };
+            if outcome.read > 0 {
+                st.note_read();
+            }
+            if !st.out.is_empty() {
+                self.mark_dirty(key);
+            }
+            if let Some(announce) = announce {
+                self.tls_handshake_done(state, key, announce);
+            }
+            if len > 0 {
+                // The handshake's handler call may have closed the socket meanwhile.
+                let open = matches!(
+                    self.sources.get(key),
+                    Some(Source::Stream(st)) if st.phase == Phase::Open
+                );
+                if open {
+                    self.received(state, key, len);
+                }
+            } else if kept_more > 0 {
+                self.kept_more(state, key);
+            }
+            if peer_closed {
+                return self.read_eof(state, key);
+            }
+            if outcome.read == 0 {
+                return self.tls_eof(state, key);
+            }
+            budget = budget.saturating_sub(outcome.read);
+            if outcome.read < outcome.wanted && !to_eof {
+                return;
+            }
+            if budget == 0 {
+                return self.mark_ready(key);
             }
         }
     }
 
-    /// After records were processed: sends what the session has to send, and tells
-    /// the handler when the handshake has just completed.
-    fn tls_progress(&mut self, state: &mut S, key: Key) {
-        let Some((Source::Stream(st), pool, _)) = self.source_for_write(key) else {
-            return;
-        };
-        queue_records(st, pool);
-        let done = match st.tls_mut() {
-            Some(tls) if !tls.is_handshaking() => tls.announce.take(),
+    /// The handshake has just completed: the handler is told.
+    fn tls_handshake_done(&mut self, state: &mut S, key: Key, announce: Announce) {
+        let timer = match self.sources.get_mut(key) {
+            Some(Source::Stream(st)) => st.cold.as_mut().and_then(|c| c.handshake_timer.take()),
             _ => None,
         };
-        let timer = match done {
-            Some(_) => st.cold.as_mut().and_then(|c| c.handshake_timer.take()),
-            None => None,
-        };
-        if !st.out.is_empty() {
-            self.mark_dirty(key);
-        }
-        let Some(announce) = done else { return };
         log::debug!("stream {key:?}: TLS handshake complete");
         self.cancel_internal_timer(timer);
         match announce {
@@ -376,11 +463,10 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
-    /// The session failed: its alert is sent if the socket takes it at once, and the
-    /// socket closes with the error.
+    /// The session failed: its alert (queued by the session) is sent if the socket
+    /// takes it at once, and the socket closes with the error.
     fn tls_failed(&mut self, key: Key, err: Error) {
         if let Some((Source::Stream(st), pool, _)) = self.source_for_write(key) {
-            queue_records(st, pool);
             if let Some(io) = st.io.as_mut() {
                 let _ = st.out.flush(io, pool);
             }
@@ -460,9 +546,9 @@ impl<S: 'static> Reactor<S> {
     /// queued, before the FIN.
     pub(crate) fn tls_close_notify(&mut self, key: Key) {
         if let Some((Source::Stream(st), pool, _)) = self.source_for_write(key) {
-            if let Some(tls) = st.tls_mut() {
-                tls.close_notify();
-                queue_records(st, pool);
+            let out = &mut st.out;
+            if let Some(tls) = st.cold.as_mut().and_then(|c| c.tls.as_mut()) {
+                tls.close_notify(out, pool);
             }
         }
     }
