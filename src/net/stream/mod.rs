@@ -645,4 +645,48 @@ mod tests {
             assert_eq!(drained.get(), round, "one Drained per queue over the mark");
         }
     }
+
+    /// Reads served on the usual path stamp a socket's read timeout: a peer that keeps
+    /// sending, more often than the timeout, keeps the connection open well past it.
+    #[test]
+    fn reads_on_the_usual_path_keep_a_read_timeout_from_firing() {
+        let mut reactor = Reactor::<Vec<StreamSocket>>::new().unwrap();
+        let (accepted, mut clients) = accepted_pairs(&mut reactor, 1);
+        let closed = std::rc::Rc::new(std::cell::Cell::new(false));
+        let seen = closed.clone();
+        let socket = accepted[0];
+        socket
+            .set_handler(&mut reactor, move |reactor, _, socket, event| match event {
+                StreamEvent::Received(mut input) => {
+                    socket.write(reactor, input.bytes()).unwrap();
+                    input.consume_all();
+                }
+                StreamEvent::Closed(_) => seen.set(true),
+                _ => {}
+            })
+            .unwrap();
+        let timeout = Duration::from_millis(1500);
+        socket
+            .set_read_timeout(&mut reactor, Some(timeout))
+            .unwrap();
+        let mut state = accepted.clone();
+        let start = Instant::now();
+        let mut round = 0u8;
+        // Twice the timeout, a byte every 100 ms.
+        while start.elapsed() < 2 * timeout {
+            clients[0].write_all(&[round]).unwrap();
+            let echo = read_through(&mut reactor, &mut state, &mut clients[0], 1);
+            assert_eq!(echo, [round]);
+            assert!(!closed.get(), "timed out while the peer kept sending");
+            let pause = Instant::now() + Duration::from_millis(100);
+            while Instant::now() < pause {
+                reactor
+                    .turn(&mut state, Some(Duration::from_millis(20)))
+                    .unwrap();
+            }
+            assert!(!closed.get(), "timed out while the peer kept sending");
+            round = round.wrapping_add(1);
+        }
+        assert!(reactor.sources.get(socket.0).is_some());
+    }
 }

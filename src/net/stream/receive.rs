@@ -86,6 +86,8 @@ impl<S: 'static> Reactor<S> {
                 return true;
             }
         };
+        // As on the general path: a socket with timeouts stamps the read.
+        st.note_read();
         // `deliver`'s first round, with the socket at hand.
         st.delivering = true;
         st.reinterpret = false;

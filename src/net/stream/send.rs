@@ -117,10 +117,15 @@ pub(crate) fn send_queued<S: 'static>(
         return Ok(false);
     };
     st.dirty = false;
+    let before = st.out.len();
     if let Err(e) = st.out.flush(io, pool) {
         let err = st.error("send", e);
         st.phase = Phase::Closed;
         return Err(err);
+    }
+    if st.watched {
+        // As in `flush_stream`: the write (stall) timeout sees the progress.
+        super::watch::flushed(st.cold.as_deref_mut(), before, st.out.len());
     }
     Ok(true)
 }
