@@ -113,7 +113,7 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// Sends what handlers queued and runs deferred work, until neither is left.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn after_dispatch(&mut self, state: &mut S) {
         // Called after every handler and several times a turn, usually with nothing
         // to do: keep that check out of the call.

@@ -207,7 +207,7 @@ impl<S: 'static> Reactor<S> {
             if self.stopped || self.shared.take_stop() || self.live == 0 {
                 break;
             }
-            self.turn(state, None)?;
+            self.poll_turn(state, None, false)?;
         }
         self.stopped = false;
         Ok(())
@@ -251,8 +251,21 @@ impl<S: 'static> Reactor<S> {
         let had_deferred = !self.deferred.is_empty();
         self.after_dispatch(state);
         self.resume_panic();
-        let immediate =
-            no_wait || had_deferred || !self.ready.is_empty() || !self.deferred.is_empty();
+        self.poll_turn(state, until, no_wait || had_deferred)
+    }
+
+    /// A turn once the caller has checked that no handler runs and has done the
+    /// deferred work: polls (without waiting if `no_wait`, or something is ready or
+    /// deferred), dispatches, serves what is ready, fires timers, and ends with the
+    /// deferred work. [`run`](Reactor::run)'s loop calls it directly: the previous
+    /// turn ended with that work, so its checks would find nothing.
+    fn poll_turn(
+        &mut self,
+        state: &mut S,
+        until: Option<Instant>,
+        no_wait: bool,
+    ) -> Result<usize, Error> {
+        let immediate = no_wait || !self.ready.is_empty() || !self.deferred.is_empty();
         // Sources that went over their budget last turn are served after this turn's
         // events; those that go over budget now wait for the next turn, so a budget is
         // per turn.

@@ -495,4 +495,198 @@ mod tests {
             Some(HostName::from(clients[0].local_addr().unwrap().ip()))
         );
     }
+
+    /// Accepts `n` connections on a fresh listener; returns the reactor's sockets (in
+    /// the order the clients connected) and the clients.
+    fn accepted_pairs(
+        reactor: &mut Reactor<Vec<StreamSocket>>,
+        n: usize,
+    ) -> (Vec<StreamSocket>, Vec<std::net::TcpStream>) {
+        let listener = StreamSocketListener::bind(
+            reactor,
+            "127.0.0.1",
+            0,
+            |_, accepted: &mut Vec<StreamSocket>, _, event| {
+                if let ListenerEvent::ConnectionReceived(conn) = event {
+                    accepted.push(conn.socket);
+                }
+            },
+        )
+        .unwrap();
+        let addr = listener.local_address(reactor).unwrap();
+        let mut accepted = Vec::new();
+        let mut clients = Vec::new();
+        for i in 0..n {
+            clients.push(std::net::TcpStream::connect(addr).unwrap());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while accepted.len() <= i {
+                assert!(Instant::now() < deadline, "not accepted");
+                reactor
+                    .turn(&mut accepted, Some(Duration::from_millis(10)))
+                    .unwrap();
+            }
+        }
+        for client in &clients {
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+        }
+        (accepted, clients)
+    }
+
+    /// Turns until `client` has read `want` bytes.
+    fn read_through<S: 'static>(
+        reactor: &mut Reactor<S>,
+        state: &mut S,
+        client: &mut std::net::TcpStream,
+        want: usize,
+    ) -> Vec<u8> {
+        client.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < want {
+            assert!(
+                Instant::now() < deadline,
+                "got {} of {want} bytes",
+                got.len()
+            );
+            reactor
+                .turn(state, Some(Duration::from_millis(10)))
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            match client.read(&mut buf) {
+                Ok(0) => panic!("end of file after {} bytes", got.len()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        client.set_nonblocking(false).unwrap();
+        got
+    }
+
+    /// The usual event is served with the socket at hand and sends its queue when the
+    /// handler returns; whatever else the handler wrote to (another socket, queued
+    /// before or after its own) still leaves with the flush after dispatch, and no
+    /// socket is left marked for a flush.
+    #[test]
+    fn a_handler_writing_to_two_sockets_sends_both_when_it_returns() {
+        for own_first in [true, false] {
+            let mut reactor = Reactor::<Vec<StreamSocket>>::new().unwrap();
+            let (accepted, mut clients) = accepted_pairs(&mut reactor, 2);
+            let (a, b) = (accepted[0], accepted[1]);
+            a.set_handler(&mut reactor, move |reactor, _, socket, event| {
+                if let StreamEvent::Received(mut input) = event {
+                    let data = input.bytes();
+                    if own_first {
+                        socket.write(reactor, data).unwrap();
+                        b.write(reactor, data).unwrap();
+                    } else {
+                        b.write(reactor, data).unwrap();
+                        socket.write(reactor, data).unwrap();
+                    }
+                    input.consume_all();
+                }
+            })
+            .unwrap();
+            let mut state = accepted.clone();
+            for round in 0..3u8 {
+                let message = [round; 64];
+                clients[0].write_all(&message).unwrap();
+                let echo = read_through(&mut reactor, &mut state, &mut clients[0], 64);
+                assert_eq!(echo, message, "echo, own first: {own_first}");
+                let relayed = read_through(&mut reactor, &mut state, &mut clients[1], 64);
+                assert_eq!(relayed, message, "relay, own first: {own_first}");
+                for socket in [a, b] {
+                    let Some(Source::Stream(st)) = reactor.sources.get(socket.0) else {
+                        panic!("socket gone");
+                    };
+                    assert!(!st.dirty, "left marked for a flush");
+                    assert!(st.out.is_empty());
+                }
+            }
+        }
+    }
+
+    /// A handler that takes its queue over the high watermark on the usual path gets
+    /// `Drained` once the queue is sent: sending on return does not skip it.
+    #[test]
+    fn a_write_over_the_high_watermark_on_the_usual_path_gets_drained() {
+        let mut reactor = Reactor::<Vec<StreamSocket>>::builder()
+            .watermarks(8, 32, 1 << 20)
+            .build::<Vec<StreamSocket>>()
+            .unwrap();
+        let (accepted, mut clients) = accepted_pairs(&mut reactor, 1);
+        let drained = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let seen = drained.clone();
+        accepted[0]
+            .set_handler(&mut reactor, move |reactor, _, socket, event| match event {
+                StreamEvent::Received(mut input) => {
+                    socket.write(reactor, input.bytes()).unwrap();
+                    input.consume_all();
+                }
+                StreamEvent::Drained => seen.set(seen.get() + 1),
+                _ => {}
+            })
+            .unwrap();
+        let mut state = accepted.clone();
+        for round in 1..=3u32 {
+            let message = [round as u8; 64];
+            clients[0].write_all(&message).unwrap();
+            let echo = read_through(&mut reactor, &mut state, &mut clients[0], 64);
+            assert_eq!(echo, message);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while drained.get() < round {
+                assert!(Instant::now() < deadline, "no Drained in round {round}");
+                reactor
+                    .turn(&mut state, Some(Duration::from_millis(10)))
+                    .unwrap();
+            }
+            assert_eq!(drained.get(), round, "one Drained per queue over the mark");
+        }
+    }
+
+    /// Reads served on the usual path stamp a socket's read timeout: a peer that keeps
+    /// sending, more often than the timeout, keeps the connection open well past it.
+    #[test]
+    fn reads_on_the_usual_path_keep_a_read_timeout_from_firing() {
+        let mut reactor = Reactor::<Vec<StreamSocket>>::new().unwrap();
+        let (accepted, mut clients) = accepted_pairs(&mut reactor, 1);
+        let closed = std::rc::Rc::new(std::cell::Cell::new(false));
+        let seen = closed.clone();
+        let socket = accepted[0];
+        socket
+            .set_handler(&mut reactor, move |reactor, _, socket, event| match event {
+                StreamEvent::Received(mut input) => {
+                    socket.write(reactor, input.bytes()).unwrap();
+                    input.consume_all();
+                }
+                StreamEvent::Closed(_) => seen.set(true),
+                _ => {}
+            })
+            .unwrap();
+        let timeout = Duration::from_millis(1500);
+        socket
+            .set_read_timeout(&mut reactor, Some(timeout))
+            .unwrap();
+        let mut state = accepted.clone();
+        let start = Instant::now();
+        let mut round = 0u8;
+        // Twice the timeout, a byte every 100 ms.
+        while start.elapsed() < 2 * timeout {
+            clients[0].write_all(&[round]).unwrap();
+            let echo = read_through(&mut reactor, &mut state, &mut clients[0], 1);
+            assert_eq!(echo, [round]);
+            assert!(!closed.get(), "timed out while the peer kept sending");
+            let pause = Instant::now() + Duration::from_millis(100);
+            while Instant::now() < pause {
+                reactor
+                    .turn(&mut state, Some(Duration::from_millis(20)))
+                    .unwrap();
+            }
+            assert!(!closed.get(), "timed out while the peer kept sending");
+            round = round.wrapping_add(1);
+        }
+        assert!(reactor.sources.get(socket.0).is_some());
+    }
 }

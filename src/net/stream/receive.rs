@@ -73,10 +73,7 @@ impl<S: 'static> Reactor<S> {
                 self.read_eof(state, key);
                 return true;
             }
-            Ok(n) => {
-                st.note_read();
-                n
-            }
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 self.read_on(state, key, self.config.read_budget, false);
@@ -89,6 +86,8 @@ impl<S: 'static> Reactor<S> {
                 return true;
             }
         };
+        // As on the general path: a socket with timeouts stamps the read.
+        st.note_read();
         // `deliver`'s first round, with the socket at hand.
         st.delivering = true;
         st.reinterpret = false;

@@ -123,9 +123,8 @@ pub(crate) fn send_queued<S: 'static>(
         st.phase = Phase::Closed;
         return Err(err);
     }
-    if st.watched {
-        super::watch::flushed(st.cold.as_deref_mut(), before, st.out.len());
-    }
+    // As in `flush_stream`: the write (stall) timeout sees the progress.
+    super::watch::note_flush(st.cold.as_deref_mut(), before, st.out.len());
     Ok(true)
 }
 
@@ -150,9 +149,7 @@ impl<S: 'static> Reactor<S> {
                 return;
             }
         }
-        if st.watched {
-            super::watch::flushed(st.cold.as_deref_mut(), before, st.out.len());
-        }
+        super::watch::note_flush(st.cold.as_deref_mut(), before, st.out.len());
         // `Drained` is queued before a `Closed` this flush may queue.
         let drained = st.over_high && st.out.len() <= self.config.low_watermark && {
             st.over_high = false;

@@ -81,8 +81,6 @@ pub(crate) struct StreamState<S: 'static> {
     pub(crate) upgrade_point: bool,
     pub(crate) dirty: bool,
     pub(crate) queued_ready: bool,
-    /// Timeouts are set (`cold.watch`): reads and sends are stamped.
-    pub(crate) watched: bool,
 }
 
 /// The rarely used part of a stream's state: unconsumed input, the codec, the connect
@@ -113,7 +111,7 @@ pub(crate) struct Cold {
     /// The timer of a TLS handshake under way.
     #[cfg(feature = "tls")]
     pub(crate) handshake_timer: Option<Key>,
-    /// Idle, read and write timeouts, with `watched` set.
+    /// Idle, read and write timeouts: reads and sends are stamped while it is set.
     pub(crate) watch: Option<Box<Watch>>,
 }
 
@@ -140,7 +138,6 @@ impl<S: 'static> StreamState<S> {
             upgrade_point: false,
             dirty: false,
             queued_ready: false,
-            watched: false,
         }
     }
 

@@ -103,6 +103,13 @@ impl<S: 'static> StreamState<S> {
         self.phase == Phase::Open && self.read == ReadSide::Open && !self.receive_paused
     }
 
+    /// Whether timeouts are set: a test of the cold part's pointer for the sockets
+    /// that have none (most), with no flag in the hot part.
+    #[inline]
+    pub(crate) fn watched(&self) -> bool {
+        self.cold.as_ref().is_some_and(|c| c.watch.is_some())
+    }
+
     fn watch_mut(&mut self) -> Option<&mut Watch> {
         self.cold.as_mut().and_then(|c| c.watch.as_deref_mut())
     }
@@ -110,7 +117,7 @@ impl<S: 'static> StreamState<S> {
     /// Bytes were received.
     #[inline]
     pub(crate) fn note_read(&mut self) {
-        if self.watched {
+        if self.watched() {
             self.stamp_read();
         }
     }
@@ -123,10 +130,18 @@ impl<S: 'static> StreamState<S> {
     }
 }
 
-/// A flush of a watched stream ran: `before` bytes were queued, `left` are left.
-#[cold]
-pub(crate) fn flushed(cold: Option<&mut Cold>, before: usize, left: usize) {
+/// A flush ran: `before` bytes were queued, `left` are left. Only a test of the cold
+/// part's pointer for a stream without timeouts.
+#[inline]
+pub(crate) fn note_flush(cold: Option<&mut Cold>, before: usize, left: usize) {
     if let Some(w) = cold.and_then(|c| c.watch.as_deref_mut()) {
+        flushed(w, before, left);
+    }
+}
+
+#[cold]
+fn flushed(w: &mut Watch, before: usize, left: usize) {
+    {
         // Progress, or a queue that was empty and is not: the stall clock (re)starts.
         if left < before || (left > 0 && !w.pending) {
             w.last_write = Instant::now();
@@ -143,9 +158,8 @@ impl<S: 'static> Reactor<S> {
             return;
         };
         let old = st.cold.as_mut().and_then(|c| c.watch.take());
-        st.watched = limits.any();
         let old_timer = old.and_then(|w| w.timer);
-        if st.watched {
+        if limits.any() {
             let mut watch = Watch::new(limits, Instant::now());
             watch.pending = !st.out.is_empty();
             st.cold().watch = Some(Box::new(watch));
@@ -242,7 +256,7 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
-        if !st.watched {
+        if !st.watched() {
             return;
         }
         let pending = !st.out.is_empty();
