@@ -696,3 +696,59 @@ fn outputs_by_name_get_their_own_answers_whatever_the_order() {
         assert_eq!(payload, expected);
     }
 }
+
+/// The segments of a coalesced receive (GRO) are delivered within one handler call of
+/// the loop; a handler that closes its socket partway gets no more of them, and gets
+/// `Closed` once.
+#[test]
+fn a_handler_closing_its_socket_partway_through_a_train_gets_no_more() {
+    #[derive(Default)]
+    struct Seen {
+        got: Vec<u8>,
+        closed: usize,
+        after_close: usize,
+    }
+    let mut r = Reactor::<Seen>::new().unwrap();
+    let receiver = DatagramSocket::bind(
+        &mut r,
+        "127.0.0.1",
+        0,
+        |r, seen: &mut Seen, socket, event| match event {
+            DatagramEvent::MessageReceived(m) => {
+                if seen.closed > 0 {
+                    seen.after_close += 1;
+                }
+                seen.got.push(m.data[0]);
+                if seen.got.len() == 10 {
+                    socket.close(r).unwrap();
+                }
+            }
+            DatagramEvent::Closed(_) => seen.closed += 1,
+            _ => {}
+        },
+    )
+    .unwrap();
+    let to = receiver.information(&r).unwrap().local_address.unwrap();
+    // 64 same-size datagrams in one handler call: one GSO train, coalesced on receive
+    // where the kernel does GRO.
+    let sender = DatagramSocket::bind(
+        &mut r,
+        "127.0.0.1",
+        0,
+        move |r, _: &mut Seen, socket, event| {
+            if let DatagramEvent::MessageReceived(_) = event {
+                for i in 0..64u8 {
+                    socket.send_to(r, to, &[i; 100]).unwrap();
+                }
+            }
+        },
+    )
+    .unwrap();
+    let go = UdpSocket::bind("127.0.0.1:0").unwrap();
+    go.send_to(b"go", local(&r, sender)).unwrap();
+    let mut seen = Seen::default();
+    run_until(&mut r, &mut seen, LIMIT, |s| s.closed == 1);
+    util::run_for(&mut r, &mut seen, Duration::from_millis(100));
+    assert_eq!(seen.got, (0..10).collect::<Vec<u8>>());
+    assert_eq!((seen.closed, seen.after_close), (1, 0));
+}

@@ -424,19 +424,39 @@ impl<S: 'static> Reactor<S> {
             rx.destination.map_or(local.ip(), |ip| ip.to_canonical()),
             local.port(),
         );
-        if let Some(Source::Datagram(st)) = self.sources.get_mut(key) {
-            st.counters.datagrams_received += count as u64;
-        }
-        for (i, start) in (0..rx.len.max(1)).step_by(segment.max(1)).enumerate() {
-            let message = Message {
-                remote: canonical(rx.source),
-                local,
-                data: &bytes[start.min(rx.len)..(start + segment).min(rx.len)],
-                truncated: rx.truncated && i + 1 == count,
-            };
-            if !self.call_datagram(state, key, DatagramEvent::MessageReceived(message)) {
-                return (i + 1, false);
-            }
+        let remote = canonical(rx.source);
+        let message = |i: usize| Message {
+            remote,
+            local,
+            data: &bytes[(i * segment).min(rx.len)..((i + 1) * segment).min(rx.len)],
+            truncated: rx.truncated && i + 1 == count,
+        };
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return (0, false);
+        };
+        st.counters.datagrams_received += count as u64;
+        let Some(mut handler) = st.handler.take() else {
+            return (0, false);
+        };
+        // The segments of a coalesced receive go to the handler within one call of the
+        // panic boundary, the handler taken out once; after each, a look at the slot:
+        // a socket closed by its handler gets no more.
+        let mut delivered = 0;
+        let returned = self
+            .in_handler(|r| {
+                while delivered < count {
+                    let event = DatagramEvent::MessageReceived(message(delivered));
+                    handler(r, state, DatagramSocket(key), event);
+                    delivered += 1;
+                    match r.sources.get(key) {
+                        Some(Source::Datagram(st)) if st.phase != Phase::Closed => {}
+                        _ => break,
+                    }
+                }
+            })
+            .is_some();
+        if !self.datagram_handler_back(key, handler, returned) {
+            return (delivered, false);
         }
         (count, true)
     }
@@ -453,6 +473,17 @@ impl<S: 'static> Reactor<S> {
         let returned = self
             .in_handler(|r| handler(r, state, DatagramSocket(key), event))
             .is_some();
+        self.datagram_handler_back(key, handler, returned)
+    }
+
+    /// Puts a handler back after a call (unless it was replaced meanwhile) and closes
+    /// the socket if the call panicked. Returns whether the socket is still open.
+    fn datagram_handler_back(
+        &mut self,
+        key: Key,
+        handler: super::DatagramHandler<S>,
+        returned: bool,
+    ) -> bool {
         let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
             return false;
         };
