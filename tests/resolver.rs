@@ -371,3 +371,46 @@ fn a_datagram_socket_closed_while_resolving_hears_nothing_more() {
     run_for(&mut reactor, &mut events, Duration::from_millis(100));
     assert_eq!(events.len(), 1, "an event after Closed: {events:?}");
 }
+
+/// An open datagram socket's destinations given by name hold places in the pool while
+/// they resolve; closing the socket frees them all, so a lookup made afterwards does not
+/// wait behind names nobody wants any more.
+#[test]
+fn closing_a_datagram_socket_frees_the_places_of_its_named_destinations() {
+    let mut reactor = Reactor::<Vec<String>>::new().unwrap();
+    let hang = Hang::default();
+    hang.install(&mut reactor);
+    let mut events: Vec<String> = Vec::new();
+    let socket = DatagramSocket::bind(&mut reactor, "127.0.0.1", 0, |_, _, _, _| {}).unwrap();
+    for i in 0..4 {
+        socket
+            .output_to(&mut reactor, format!("hang{i}.test").as_str(), 9)
+            .unwrap();
+    }
+    let deadline = Instant::now() + LIMIT;
+    while hang.hanging() < 4 {
+        assert!(Instant::now() < deadline);
+        run_for(&mut reactor, &mut events, Duration::from_millis(5));
+    }
+    socket.close(&mut reactor).unwrap();
+    run_for(&mut reactor, &mut events, Duration::from_millis(20));
+    // Every place was held by the closed socket's names: a new name resolves at once.
+    let started = Instant::now();
+    let other = DatagramSocket::bind(&mut reactor, "127.0.0.1", 0, |_, _, _, _| {}).unwrap();
+    let out = other.output_to(&mut reactor, "localhost", 9).unwrap();
+    while out.destination(&reactor).unwrap().is_none() {
+        assert!(started.elapsed() < LIMIT, "localhost never resolved");
+        run_for(&mut reactor, &mut events, Duration::from_millis(5));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a lookup waited {:?} behind a closed socket's names",
+        started.elapsed()
+    );
+    assert_eq!(
+        hang.hanging(),
+        4,
+        "the abandoned lookups still run on their threads"
+    );
+    hang.release();
+}

@@ -505,9 +505,9 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Datagram(mut st)) = self.remove_source(key) else {
             return;
         };
-        if st.io.is_none() {
-            self.cancel_resolution(key);
-        }
+        // Its lookups (the peer's name, or destinations given by name) give up their
+        // places in the pool.
+        self.cancel_resolution(key);
         if let Some(io) = st.io.as_mut() {
             let _ = self.poll.registry().deregister(io);
         }
