@@ -3,6 +3,7 @@
 
 pub(crate) mod inbound;
 pub(crate) mod outbound;
+pub(crate) mod stage;
 pub(crate) mod sys;
 
 /// Size of the chunks the write queue is made of: 16 KiB, and room for the overhead

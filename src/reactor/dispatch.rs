@@ -18,6 +18,7 @@ impl<S: 'static> Reactor<S> {
     /// is reached, and dispatches the events; returns how many there were. The clock's
     /// own event is not one: a wake-up by the clock alone before any deadline (an arming
     /// left by a cancelled timer) polls again, so a turn never ends early.
+    #[inline(always)]
     pub(super) fn poll_and_dispatch(
         &mut self,
         state: &mut S,
@@ -56,6 +57,7 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
+    #[inline(always)]
     fn dispatch(&mut self, state: &mut S, event: &mio::event::Event) {
         let token = event.token();
         if token == WAKER {
@@ -69,10 +71,8 @@ impl<S: 'static> Reactor<S> {
     }
 
     /// Serves the sources that used up their budget last turn.
+    #[inline(never)]
     pub(super) fn serve_ready(&mut self, state: &mut S, mut ready: Vec<Key>) {
-        if ready.is_empty() {
-            return;
-        }
         for key in ready.drain(..) {
             self.source_serve(state, key);
             self.after_dispatch(state);
@@ -82,11 +82,16 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
+    #[inline(always)]
     pub(super) fn fire_timers(&mut self, state: &mut S) {
         // No clock read on turns without timers (the common case for a busy socket).
-        if self.timers.next_deadline().is_none() {
-            return;
+        if self.timers.next_deadline().is_some() {
+            self.fire_expired(state);
         }
+    }
+
+    #[inline(never)]
+    fn fire_expired(&mut self, state: &mut S) {
         let now = Instant::now();
         while let Some((key, action)) = self.timers.pop_expired(now) {
             match action {

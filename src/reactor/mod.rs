@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Waker};
 
 use crate::error::{stale_handle, Error, SocketErrorStatus};
+use crate::io::stage::Stage;
 use crate::io::BufPool;
 use crate::net::resolver::Resolver;
 
@@ -94,7 +95,7 @@ enum Deferred {
 /// | readiness | edge-triggered (epoll through mio); sockets are read to `WouldBlock`, or to a short read, within a per-turn budget |
 /// | spurious events | harmless: a read or write that would block just ends the step |
 /// | stale events | tokens carry a generation; an event for a closed socket is dropped |
-/// | writes | queued during a handler call, sent with one `send` or `writev` per socket when it returns |
+/// | writes | queued during a handler call, sent with one `send` or `writev` per socket when it returns; the writes of a socket's handler to that socket, while nothing else is queued on it, are staged in one reactor-wide buffer rather than the socket's queue (one copy, no lookup) |
 pub struct Reactor<S: 'static = ()> {
     pub(crate) poll: Poll,
     events: Option<Events>,
@@ -108,6 +109,8 @@ pub struct Reactor<S: 'static = ()> {
     /// size, allocated by the first datagram socket that batches.
     pub(crate) datagram_slots: Vec<u8>,
     pub(crate) pool: BufPool,
+    /// Writes of the stream being served, staged until its handler returns.
+    pub(crate) stage: Stage,
     /// Sources to serve again next turn without a kernel event.
     ready: Vec<Key>,
     /// Streams written during the current handler call.
@@ -169,6 +172,7 @@ impl<S: 'static> Reactor<S> {
             scratch: vec![0; config.scratch_size],
             datagram_slots: Vec::new(),
             pool: BufPool::new(config.pool_chunks),
+            stage: Stage::new(config.high_watermark, config.write_limit),
             config,
             ready: Vec::new(),
             dirty: Vec::new(),
@@ -203,12 +207,21 @@ impl<S: 'static> Reactor<S> {
         // not do it again.
         self.after_dispatch(state);
         self.resume_panic();
+        // The event list stays here for the whole run rather than going back to the
+        // reactor after each turn.
+        let mut events = self.take_events();
+        let mut result = Ok(());
         loop {
             if self.stopped || self.shared.take_stop() || self.live == 0 {
                 break;
             }
-            self.poll_turn(state, None, false)?;
+            if let Err(e) = self.poll_turn(state, &mut events, None, false) {
+                result = Err(e);
+                break;
+            }
         }
+        self.events = Some(events);
+        result?;
         self.stopped = false;
         Ok(())
     }
@@ -251,7 +264,17 @@ impl<S: 'static> Reactor<S> {
         let had_deferred = !self.deferred.is_empty();
         self.after_dispatch(state);
         self.resume_panic();
-        self.poll_turn(state, until, no_wait || had_deferred)
+        let mut events = self.take_events();
+        let turned = self.poll_turn(state, &mut events, until, no_wait || had_deferred);
+        self.events = Some(events);
+        turned
+    }
+
+    /// The event list, taken out for a turn or a run (and put back by the caller).
+    fn take_events(&mut self) -> Events {
+        self.events
+            .take()
+            .unwrap_or_else(|| Events::with_capacity(self.config.event_capacity))
     }
 
     /// A turn once the caller has checked that no handler runs and has done the
@@ -259,9 +282,11 @@ impl<S: 'static> Reactor<S> {
     /// deferred), dispatches, serves what is ready, fires timers, and ends with the
     /// deferred work. [`run`](Reactor::run)'s loop calls it directly: the previous
     /// turn ended with that work, so its checks would find nothing.
+    #[inline(always)]
     fn poll_turn(
         &mut self,
         state: &mut S,
+        events: &mut Events,
         until: Option<Instant>,
         no_wait: bool,
     ) -> Result<usize, Error> {
@@ -272,21 +297,15 @@ impl<S: 'static> Reactor<S> {
         // (Taken only when there is something: an empty list keeps its capacity in
         // place instead of being dropped with it.)
         let carried = if self.ready.is_empty() {
-            Vec::new()
+            None
         } else {
-            std::mem::take(&mut self.ready)
+            Some(std::mem::take(&mut self.ready))
         };
-        let mut events = self
-            .events
-            .take()
-            .unwrap_or_else(|| Events::with_capacity(self.config.event_capacity));
-        let polled = self.poll_and_dispatch(state, &mut events, until, immediate);
-        self.events = Some(events);
+        let polled = self.poll_and_dispatch(state, events, until, immediate);
         let count = match polled {
             Ok(count) => count,
             Err(e) => {
-                if !carried.is_empty() {
-                    let mut carried = carried;
+                if let Some(mut carried) = carried {
                     carried.append(&mut self.ready);
                     self.ready = carried;
                 }
@@ -297,7 +316,9 @@ impl<S: 'static> Reactor<S> {
             }
         };
         self.stats.events += count as u64;
-        self.serve_ready(state, carried);
+        if let Some(carried) = carried {
+            self.serve_ready(state, carried);
+        }
         self.fire_timers(state);
         self.after_dispatch(state);
         self.resume_panic();

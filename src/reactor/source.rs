@@ -139,12 +139,44 @@ impl<S: 'static> Reactor<S> {
         &mut self,
         key: Key,
     ) -> Option<(&mut Source<S>, &mut BufPool, FlushQueue<'_>)> {
+        self.unstage(key);
         let source = self.sources.get_mut(key)?;
         let queue = FlushQueue {
             dirty: &mut self.dirty,
             dispatching: self.dispatching,
         };
         Some((source, &mut self.pool, queue))
+    }
+
+    /// If `key` is the stream whose writes are staged, moves the staged bytes to its
+    /// queue (to be sent when the handler returns) and stops staging: anything done to
+    /// a socket other than a write that fits the stage sees its whole queue.
+    #[inline]
+    pub(crate) fn unstage(&mut self, key: Key) {
+        if self.stage.key == Some(key) {
+            self.unstage_now(key);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unstage_now(&mut self, key: Key) {
+        self.stage.key = None;
+        if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
+            if !self.stage.buf.is_empty() {
+                st.out.push(&self.stage.buf, &mut self.pool);
+                let mut queue = FlushQueue {
+                    dirty: &mut self.dirty,
+                    dispatching: self.dispatching,
+                };
+                // Staging happens inside a handler only: this queues the flush.
+                if !queue.defer(key, &mut st.dirty) {
+                    self.stage.buf.clear();
+                    self.flush_stream(key);
+                }
+            }
+        }
+        self.stage.buf.clear();
     }
 
     /// Whether a handler is running (writes are being queued for the flush after it).
@@ -207,7 +239,9 @@ macro_rules! kinds {
     ($($variant:ident => $kind:ty),* $(,)?) => {
         impl<S: 'static> Reactor<S> {
             /// A kernel event for `key`; `false` if no source has that key (a stale
-            /// event).
+            /// event). In the loop itself: the stream's fast path is a kernel event's
+            /// whole work.
+            #[inline(always)]
             pub(super) fn source_ready(&mut self, state: &mut S, key: Key, event: &Event) -> bool {
                 match self.sources.get(key) {
                     $(Some(Source::$variant(..)) => <$kind as Kind<S>>::ready(self, state, key, event),)*

@@ -405,14 +405,17 @@ impl Pump {
     }
 
     fn write(&self, data: &[u8]) -> bool {
-        if !self.write_raw(data) {
-            return false;
-        }
         let counter = match self.dir {
             Dir::Up => &self.stats.up,
             Dir::Down => &self.stats.down,
         };
+        // Counted before the bytes leave: once the receiver has them, a test that
+        // reads the counter must find them counted.
         counter.fetch_add(data.len() as u64, Ordering::SeqCst);
+        if !self.write_raw(data) {
+            counter.fetch_sub(data.len() as u64, Ordering::SeqCst);
+            return false;
+        }
         true
     }
 

@@ -25,6 +25,7 @@ impl<S: 'static> Reactor<S> {
         key: Key,
         operation: &'static str,
     ) -> Result<&mut StreamState<S>, Error> {
+        self.unstage(key);
         match self.sources.get_mut(key) {
             Some(Source::Stream(st)) if st.phase != Phase::Closed => Ok(st),
             _ => Err(stale(operation)),
@@ -128,10 +129,9 @@ impl<S: 'static> Reactor<S> {
         }
     }
 
+    /// A kernel event that [`plain_event`](Reactor::plain_event) left alone.
+    #[inline(never)]
     pub(crate) fn stream_event(&mut self, state: &mut S, key: Key, event: &mio::event::Event) {
-        if self.plain_event(state, key, event) {
-            return;
-        }
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
@@ -182,8 +182,13 @@ impl<S: 'static> Reactor<S> {
 pub(crate) struct StreamKind;
 
 impl<S: 'static> Kind<S> for StreamKind {
+    #[inline(always)]
     fn ready(r: &mut Reactor<S>, state: &mut S, key: Key, event: &mio::event::Event) {
-        r.stream_event(state, key, event);
+        // The fast path (plain input, nothing else to do) in the loop itself; anything
+        // else in a call.
+        if !r.plain_event(state, key, event) {
+            r.stream_event(state, key, event);
+        }
     }
 
     fn serve(r: &mut Reactor<S>, state: &mut S, key: Key) {

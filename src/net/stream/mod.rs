@@ -13,7 +13,7 @@ mod watch;
 
 pub(crate) use close::{Lingering, LingeringKind};
 pub(crate) use kind::StreamKind;
-pub(crate) use send::{over_limit, send_queued};
+pub(crate) use send::{over_limit, send_queued, send_staged};
 pub(crate) use state::{reset, writable_state, Phase, ReadSide, StreamState, WriteSide};
 pub(crate) use watch::{nonzero, Timeouts};
 
@@ -310,6 +310,7 @@ impl StreamSocket {
     ///
     /// `InvalidHandle` if already closed.
     pub fn abort<S: 'static>(self, reactor: &mut Reactor<S>) -> Result<(), Error> {
+        reactor.unstage(self.0);
         let Some(Source::Stream(st)) = reactor.sources.get_mut(self.0) else {
             return Err(stale("abort"));
         };
@@ -359,7 +360,7 @@ impl StreamSocket {
                     retransmissions: i.total_retrans,
                 }
             }),
-            queued_bytes: st.out.len(),
+            queued_bytes: st.out.len() + reactor.stage.len_of(self.0),
             #[cfg(feature = "tls")]
             protection_level: tls::protection_level(st),
         })
@@ -371,7 +372,8 @@ impl StreamSocket {
     ///
     /// `InvalidHandle` if closed.
     pub fn queued_len<S: 'static>(self, reactor: &Reactor<S>) -> Result<usize, Error> {
-        Ok(reactor.stream_ref(self.0, "queued len")?.out.len())
+        let queued = reactor.stream_ref(self.0, "queued len")?.out.len();
+        Ok(queued + reactor.stage.len_of(self.0))
     }
 
     /// Takes the socket out of the reactor and returns it (still non-blocking). The
@@ -486,8 +488,8 @@ mod tests {
             assert!(st.cold.is_none(), "cold state allocated for an echo");
             assert!(st.out.is_empty());
         }
-        // One chunk served all three echoes and waits in the pool.
-        assert_eq!(reactor.pool.idle(), 1);
+        // No queue chunk: each echo was staged and sent as its handler returned.
+        assert_eq!(reactor.pool.idle(), 0);
         // The name of an accepted peer is its address, made on demand.
         let info = accepted[0].information(&reactor).unwrap();
         assert_eq!(

@@ -21,7 +21,9 @@ use mio::event::Event;
 use crate::error::{Error, SocketErrorStatus};
 use crate::io::inbound::Input;
 use crate::io::sys;
-use crate::net::stream::{send_queued, Phase, ReadSide, StreamEvent, StreamSocket, WriteSide};
+use crate::net::stream::{
+    send_queued, send_staged, Phase, ReadSide, StreamEvent, StreamSocket, WriteSide,
+};
 use crate::reactor::{Key, Reactor, Source};
 
 /// The largest emptied unconsumed-bytes buffer a socket keeps for reuse.
@@ -49,6 +51,7 @@ impl<S: 'static> Reactor<S> {
     /// general path handles it.
     ///
     /// [`stream_read`]: Reactor::stream_read
+    #[inline(always)]
     pub(crate) fn plain_event(&mut self, state: &mut S, key: Key, event: &Event) -> bool {
         if !event.is_readable() || event.is_read_closed() || event.is_error() || self.in_dispatch()
         {
@@ -91,25 +94,41 @@ impl<S: 'static> Reactor<S> {
         // `deliver`'s first round, with the socket at hand.
         st.delivering = true;
         st.reinterpret = false;
+        // Nothing queued: what the handler writes to this socket is staged, and sent
+        // as it returns.
+        let staged = st.nothing_to_flush();
         let Some(mut handler) = st.handler.take() else {
             unreachable!("plain_input checked the handler")
         };
+        if staged {
+            self.stage.open(key);
+        }
         let scratch = std::mem::take(&mut self.scratch);
         let mut consumed = 0;
         let input = Input::new(&scratch[..n], &mut consumed);
         let returned = self
             .in_handler(|r| handler(r, state, StreamSocket(key), StreamEvent::Received(input)))
             .is_some();
+        // Still staged: nothing but writes that fit was done to the socket.
+        let staged = staged && self.stage.key.take().is_some();
         let handler = if returned {
             Some(handler)
         } else {
+            // Reset: what it wrote is dropped with the rest of the queue.
+            self.stage.buf.clear();
             self.handler_panicked_close(key, handler);
             None
         };
+        let mut failed = None;
         let off = match self.sources.get_mut(key) {
             Some(Source::Stream(st)) => {
                 if st.handler.is_none() {
                     st.handler = handler;
+                }
+                if staged && !self.stage.buf.is_empty() {
+                    if let Err(err) = send_staged(st, &mut self.stage.buf, &mut self.pool) {
+                        failed = Some(err);
+                    }
                 }
                 if st.upgrade_point || st.reinterpret {
                     // The handler changed how its input is read: the general rounds.
@@ -123,8 +142,14 @@ impl<S: 'static> Reactor<S> {
                     consumed
                 }
             }
-            _ => n,
+            _ => {
+                self.stage.buf.clear();
+                n
+            }
         };
+        if let Some(err) = failed {
+            self.finish_later(key, Err(err));
+        }
         if off < n {
             if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
                 if st.phase == Phase::Open {

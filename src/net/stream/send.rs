@@ -1,5 +1,6 @@
 //! The send path of stream sockets: queueing writes and flushing the queue.
 
+use std::io::{self, Write};
 use std::net::Shutdown;
 
 use super::state::{writable_state, Phase, ReadSide, StreamState, WriteSide};
@@ -19,7 +20,19 @@ impl StreamSocket {
     /// - `MessageTooLong` if `data` alone is longer than the hard limit: it could never
     ///   be queued (and no `Drained` would come for it); split it.
     /// - `InvalidState` after `close` or `shutdown_write`; `InvalidHandle` if closed.
+    #[inline]
     pub fn write<S: 'static>(self, reactor: &mut Reactor<S>, data: &[u8]) -> Result<(), Error> {
+        // The handler of this socket answers what it was given: staged, sent as it
+        // returns.
+        if reactor.stage.take(self.0, data) {
+            return Ok(());
+        }
+        self.write_queued(reactor, data)
+    }
+
+    /// [`write`](Self::write) through the socket's queue.
+    #[inline(never)]
+    fn write_queued<S: 'static>(self, reactor: &mut Reactor<S>, data: &[u8]) -> Result<(), Error> {
         let (limit, high) = (reactor.config.write_limit, reactor.config.high_watermark);
         let Some((Source::Stream(st), pool, mut queue)) = reactor.source_for_write(self.0) else {
             return Err(stale("write"));
@@ -128,10 +141,79 @@ pub(crate) fn send_queued<S: 'static>(
     Ok(true)
 }
 
+/// Sends what the handler of a socket staged (see [`Stage`](crate::io::stage::Stage))
+/// as it returns, with the socket at hand: one `send`; what the kernel does not take
+/// goes to the socket's queue. A send error closes the socket and is returned, for
+/// the caller to finish it with.
+#[inline(always)]
+pub(crate) fn send_staged<S: 'static>(
+    st: &mut StreamState<S>,
+    staged: &mut Vec<u8>,
+    pool: &mut BufPool,
+) -> Result<(), Error> {
+    let Some(io) = st.io.as_mut() else {
+        staged.clear();
+        return Ok(());
+    };
+    let written = io.write(staged);
+    if matches!(written, Ok(n) if n == staged.len()) {
+        // As after a queue's flush: the write (stall) timeout sees the progress.
+        super::watch::note_flush(st.cold.as_deref_mut(), staged.len(), 0);
+        staged.clear();
+        return Ok(());
+    }
+    send_staged_rest(st, staged, written, pool)
+}
+
+/// [`send_staged`] after a `send` that did not take everything: the rest is queued
+/// (a short write means the kernel's buffer is full: the writable edge sends it).
+#[cold]
+#[inline(never)]
+fn send_staged_rest<S: 'static>(
+    st: &mut StreamState<S>,
+    staged: &mut Vec<u8>,
+    written: io::Result<usize>,
+    pool: &mut BufPool,
+) -> Result<(), Error> {
+    let len = staged.len();
+    let result = match written {
+        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => {
+            st.out.push(&staged[n..], pool);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            st.out.push(staged, pool);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            st.out.push(staged, pool);
+            match st.io.as_mut() {
+                Some(io) => st.out.flush(io, pool).map(drop),
+                None => Ok(()),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    staged.clear();
+    match result {
+        Ok(()) => {
+            super::watch::note_flush(st.cold.as_deref_mut(), len, st.out.len());
+            Ok(())
+        }
+        Err(e) => {
+            let err = st.error("send", e);
+            st.phase = Phase::Closed;
+            Err(err)
+        }
+    }
+}
+
 impl<S: 'static> Reactor<S> {
     /// Writes what is queued. Outcomes that call the handler (`Drained`, `Closed`)
     /// are deferred until no handler runs.
     pub(crate) fn flush_stream(&mut self, key: Key) {
+        debug_assert!(self.stage.key != Some(key), "flush of a staged stream");
         let Some(Source::Stream(st)) = self.sources.get_mut(key) else {
             return;
         };
