@@ -206,3 +206,55 @@ fn far_whole_millisecond_waits_arm_nothing() {
     // poll by more than the rounding tolerance (then the timerfd times it instead).
     assert!(reactor.stats().timer_arms <= 1);
 }
+
+/// The reactor's own timers (here a socket's read timeout) need no timerfd arming when
+/// they are the nearest deadline and far: they may end up to a millisecond late. A
+/// timer of the application keeps the waits precise.
+#[test]
+fn the_reactor_s_own_far_timers_arm_nothing_the_application_s_do() {
+    use sockloop::{StreamEvent, StreamSocket, StreamSocketControl};
+    for with_user_timer in [false, true] {
+        let mut reactor = Reactor::<Vec<Instant>>::new().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let control = StreamSocketControl::new().read_timeout(Some(us(300_500)));
+        let started = Instant::now();
+        StreamSocket::connect_with(
+            &mut reactor,
+            addr.ip(),
+            addr.port(),
+            &control,
+            |_, closed: &mut Vec<Instant>, _, event| {
+                if let StreamEvent::Closed(_) = event {
+                    closed.push(Instant::now());
+                }
+            },
+        )
+        .unwrap();
+        let (_peer, _) = listener.accept().unwrap();
+        if with_user_timer {
+            reactor.set_timer(us(250_500), |_, _, _| {});
+        }
+        let mut closed = Vec::new();
+        for _ in 0..1_000 {
+            if !closed.is_empty() {
+                break;
+            }
+            reactor
+                .turn(&mut closed, Some(Duration::from_secs(5)))
+                .unwrap();
+        }
+        assert_eq!(closed.len(), 1, "the read timeout closed the socket");
+        assert!(closed[0] - started >= us(300_500), "never early");
+        let arms = reactor.stats().timer_arms;
+        if with_user_timer {
+            assert!(
+                arms >= 1,
+                "the application's timer between milliseconds is armed"
+            );
+        } else {
+            // One wait, begun 300 ms before the deadline: epoll's timeout.
+            assert_eq!(arms, 0, "armings for the reactor's own timer");
+        }
+    }
+}

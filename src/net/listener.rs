@@ -536,7 +536,13 @@ impl<S: 'static> Reactor<S> {
         let Some(Source::Listener(l)) = self.sources.get_mut(key) else {
             return;
         };
-        let local = io.local_addr().unwrap_or(l.local);
+        // A listener bound to one address takes connections on that address only: its
+        // own. A wildcard one asks which address the peer reached.
+        let local = if l.local.ip().is_unspecified() {
+            io.local_addr().unwrap_or(l.local)
+        } else {
+            l.local
+        };
         let timeouts = l.accepted.timeouts();
         #[cfg(feature = "tls")]
         let session = match crate::net::stream::tls::for_accept(l.tls.as_ref(), &l.accepted) {

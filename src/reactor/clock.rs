@@ -47,6 +47,10 @@ pub(crate) const TOLERANCE: Duration = Duration::from_micros(20);
 /// be a large part of the wait, and the timerfd (no slack) times it instead.
 pub(crate) const FAR: Duration = Duration::from_millis(20);
 
+/// How late epoll's millisecond timeout may end a wait: the rounding up to the next
+/// millisecond.
+pub(crate) const LENIENCE: Duration = Duration::from_millis(1);
+
 /// A second chance should the timerfd never fire (it always should): the poll's own
 /// timeout is set this far past the deadline, so no wait can hang.
 const BACKSTOP: Duration = Duration::from_millis(1);
@@ -71,16 +75,28 @@ impl Clock {
         &mut self,
         poll: &Poll,
         deadline: Option<Instant>,
+        lenient: bool,
         arms: &mut u64,
     ) -> Option<Duration> {
         // No deadline (a busy socket, no timers): nothing to compute.
         let deadline = deadline?;
-        self.wait_until(poll, deadline, arms)
+        self.wait_until(poll, deadline, lenient, arms)
     }
 
-    fn wait_until(&mut self, poll: &Poll, deadline: Instant, arms: &mut u64) -> Option<Duration> {
+    /// `lenient`: waking up to [`LENIENCE`] late is fine (the deadline is one of the
+    /// reactor's own timers), so a far deadline takes epoll's millisecond timeout.
+    fn wait_until(
+        &mut self,
+        poll: &Poll,
+        deadline: Instant,
+        lenient: bool,
+        arms: &mut u64,
+    ) -> Option<Duration> {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || self.broken || (left >= FAR && rounding(left) <= TOLERANCE) {
+        if left.is_zero()
+            || self.broken
+            || (left >= FAR && (lenient || rounding(left) <= TOLERANCE))
+        {
             // mio rounds `left` up to whole milliseconds: never early.
             return Some(left);
         }
@@ -143,10 +159,10 @@ mod tests {
         let poll = Poll::new().unwrap();
         let mut clock = Clock::default();
         let mut arms = 0;
-        assert_eq!(clock.wait_for(&poll, None, &mut arms), None);
+        assert_eq!(clock.wait_for(&poll, None, false, &mut arms), None);
         let past = Instant::now();
         assert_eq!(
-            clock.wait_for(&poll, Some(past), &mut arms),
+            clock.wait_for(&poll, Some(past), false, &mut arms),
             Some(Duration::ZERO)
         );
         assert_eq!(arms, 0);
@@ -161,13 +177,39 @@ mod tests {
         // Measured from a moment ago: the rounding is the time since, microseconds at
         // most unless the machine stalls the test (then the timerfd is right).
         let deadline = Instant::now() + Duration::from_millis(50);
-        let wait = clock.wait_for(&poll, Some(deadline), &mut arms).unwrap();
+        let wait = clock
+            .wait_for(&poll, Some(deadline), false, &mut arms)
+            .unwrap();
         assert!(wait <= Duration::from_millis(50));
         assert!(arms <= 1);
         // Near: the timerfd, whatever the rounding.
         let deadline = Instant::now() + Duration::from_millis(5);
-        clock.wait_for(&poll, Some(deadline), &mut arms).unwrap();
+        clock
+            .wait_for(&poll, Some(deadline), false, &mut arms)
+            .unwrap();
         assert!(arms >= 1);
+    }
+
+    #[test]
+    fn a_lenient_far_deadline_needs_no_timerfd_a_near_one_does() {
+        let poll = Poll::new().unwrap();
+        let mut clock = Clock::default();
+        let mut arms = 0;
+        // Between two milliseconds: only leniency keeps it on epoll's timeout.
+        let deadline = Instant::now() + Duration::from_micros(50_500);
+        let wait = clock
+            .wait_for(&poll, Some(deadline), true, &mut arms)
+            .unwrap();
+        assert!(wait <= Duration::from_micros(50_500), "{wait:?}");
+        assert_eq!(arms, 0);
+        assert!(clock.fd.is_none());
+        clock
+            .wait_for(&poll, Some(deadline), false, &mut arms)
+            .unwrap();
+        assert_eq!(arms, 1, "a precise deadline between milliseconds arms");
+        let near = Instant::now() + Duration::from_micros(5_500);
+        clock.wait_for(&poll, Some(near), true, &mut arms).unwrap();
+        assert_eq!(arms, 2, "a near deadline is precise even when lenient");
     }
 
     #[test]
@@ -177,12 +219,14 @@ mod tests {
         let mut arms = 0;
         let deadline = Instant::now() + Duration::from_micros(10_500);
         for _ in 0..3 {
-            let wait = clock.wait_for(&poll, Some(deadline), &mut arms).unwrap();
+            let wait = clock
+                .wait_for(&poll, Some(deadline), false, &mut arms)
+                .unwrap();
             assert!(wait > Duration::from_millis(10), "{wait:?}");
         }
         assert_eq!(arms, 1);
         let later = deadline + Duration::from_micros(300);
-        clock.wait_for(&poll, Some(later), &mut arms);
+        clock.wait_for(&poll, Some(later), false, &mut arms);
         assert_eq!(arms, 2);
     }
 }

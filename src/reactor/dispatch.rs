@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mio::Events;
 
-use super::clock::CLOCK;
+use super::clock::{CLOCK, LENIENCE};
 use super::registry::WAKER;
 use super::timer::Owner;
 use super::{Deferred, Key, Reactor, TimerAction, TimerId};
@@ -30,12 +30,19 @@ impl<S: 'static> Reactor<S> {
             let wait = if immediate {
                 Some(Duration::ZERO)
             } else {
-                let deadline = match (until, self.timers.next_deadline()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
+                // The reactor's own timers (timeouts, retries) may fire up to a
+                // millisecond late when they are the only deadline that near: a
+                // far one then needs no timerfd arming.
+                let (deadline, lenient) = match (until, self.timers.next_deadline()) {
+                    (Some(a), Some(b)) => (
+                        Some(a.min(b)),
+                        !self.timers.has_user_timers() && b + LENIENCE <= a,
+                    ),
+                    (None, Some(b)) => (Some(b), !self.timers.has_user_timers()),
+                    (a, None) => (a, false),
                 };
                 self.clock
-                    .wait_for(&self.poll, deadline, &mut self.stats.timer_arms)
+                    .wait_for(&self.poll, deadline, lenient, &mut self.stats.timer_arms)
             };
             self.stats.turns += 1;
             self.poll.poll(events, wait)?;

@@ -238,7 +238,11 @@ impl<S: 'static> Reactor<S> {
     /// each time the earliest deadline changes ([`Stats::timer_arms`]). A longer wait
     /// of whole milliseconds (`turn(Some(Duration::from_millis(100)))`) uses epoll's
     /// own timeout and costs nothing extra; the kernel may add its timer slack to it
-    /// (50 µs by default, or 0.1% of the wait if more). A signal interrupting the poll
+    /// (50 µs by default, or 0.1% of the wait if more). The reactor's own timers
+    /// (connect, linger, idle/read/write and TLS handshake timeouts) are not held to
+    /// microseconds: when one is the nearest deadline, at least 20 ms away, and no
+    /// timer of the application is set, the wait takes epoll's timeout and may end up
+    /// to a millisecond late, costing no arming. A signal interrupting the poll
     /// ends the turn early,
     /// with 0 events.
     ///

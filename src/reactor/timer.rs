@@ -45,6 +45,8 @@ pub(crate) struct Timers<A> {
     entries: Registry<Entry<A>>,
     heap: BinaryHeap<Reverse<(Instant, u64, u32, u32)>>,
     seq: u64,
+    /// Timers of [`Owner::User`] (firing ones included).
+    user: usize,
 }
 
 impl<A> Timers<A> {
@@ -54,6 +56,7 @@ impl<A> Timers<A> {
             entries: Registry::with_layout(Layout::WIDE),
             heap: BinaryHeap::new(),
             seq: 0,
+            user: 0,
         }
     }
 
@@ -63,6 +66,9 @@ impl<A> Timers<A> {
 
     pub(crate) fn insert(&mut self, deadline: Instant, owner: Owner, action: A) -> Key {
         let seq = self.next_seq();
+        if owner == Owner::User {
+            self.user += 1;
+        }
         let key = self.entries.insert(Entry {
             owner,
             deadline: Some(deadline),
@@ -102,6 +108,7 @@ impl<A> Timers<A> {
             return None;
         }
         let entry = self.entries.remove(key)?;
+        self.forget(entry.owner);
         self.maybe_compact();
         self.settle_top();
         Some(entry.action)
@@ -180,10 +187,22 @@ impl<A> Timers<A> {
         if let Some(entry) = self.entries.get_mut(key) {
             if entry.deadline.is_some() {
                 entry.action = Some(action);
-            } else {
-                self.entries.remove(key);
+            } else if let Some(entry) = self.entries.remove(key) {
+                self.forget(entry.owner);
             }
         }
+    }
+
+    fn forget(&mut self, owner: Owner) {
+        if owner == Owner::User {
+            self.user -= 1;
+        }
+    }
+
+    /// Whether timers of the application exist (pending or firing).
+    #[inline]
+    pub(crate) fn has_user_timers(&self) -> bool {
+        self.user > 0
     }
 
     fn next_seq(&mut self) -> u64 {
