@@ -81,7 +81,15 @@ fn tls_echo_line(tcp: TcpStream, config: Arc<ServerConfig>) -> std::io::Result<(
     tls.write_all(b"echo: ")?;
     tls.write_all(&line)?;
     tls.conn.send_close_notify();
-    tls.flush()
+    tls.flush()?;
+    // A graceful end: the peer's own close_notify and FIN, which may come after the
+    // line, are read before the socket closes. Closed with them unread, the socket
+    // would reset the connection, and the peer could lose the echo to the reset.
+    tls.sock.shutdown(std::net::Shutdown::Write)?;
+    tls.sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut sink = [0u8; 4096];
+    while matches!(tls.sock.read(&mut sink), Ok(1..)) {}
+    Ok(())
 }
 
 /// Runs sockcat with `args`, `input` on its stdin; its exit status, stdout, stderr.
