@@ -410,7 +410,12 @@ impl<S: 'static> Reactor<S> {
             if outcome.read > 0 {
                 st.note_read();
             }
-            if !st.out.is_empty() {
+            // What the session queued (a handshake flight, session tickets, an
+            // alert) leaves now, or — when the handler is about to be called — with
+            // what it answers, in one send.
+            let queued = !st.out.is_empty();
+            let handler_next = announce.is_some() || len > 0 || kept_more > 0;
+            if queued && !handler_next {
                 self.mark_dirty(key);
             }
             if let Some(announce) = announce {
@@ -427,6 +432,9 @@ impl<S: 'static> Reactor<S> {
                 }
             } else if kept_more > 0 {
                 self.kept_more(state, key);
+            }
+            if queued && handler_next {
+                self.mark_dirty(key);
             }
             if peer_closed {
                 return self.read_eof(state, key);
