@@ -151,7 +151,25 @@ fn is_deferred_error(e: &io::Error) -> bool {
 /// Where a datagram goes, as the socket sends it: `None` to the peer of a connected
 /// socket (or of one resolving its name); an IPv4 address mapped on an IPv6 socket,
 /// an IPv4-mapped one made plain on an IPv4 socket.
+#[inline]
 fn destination(
+    ipv6: bool,
+    phase: Phase,
+    remote: Option<SocketAddr>,
+    to: Option<SocketAddr>,
+    operation: &'static str,
+) -> Result<Option<SocketAddr>, Error> {
+    // The usual cases first, without building anything.
+    match (to, phase) {
+        (Some(SocketAddr::V4(v4)), Phase::Open) if !ipv6 => return Ok(Some(SocketAddr::V4(v4))),
+        (None, Phase::Open) if remote.is_some() => return Ok(None),
+        _ => {}
+    }
+    destination_other(ipv6, phase, remote, to, operation)
+}
+
+#[inline(never)]
+fn destination_other(
     ipv6: bool,
     phase: Phase,
     remote: Option<SocketAddr>,
@@ -257,9 +275,7 @@ impl<S: 'static> Reactor<S> {
                     st.counters.datagrams_sent += sent as u64;
                     // The retried datagram went: the error was an earlier one's.
                     st.errors.extend(held.take());
-                    for _ in 0..sent {
-                        st.out.pop();
-                    }
+                    st.out.pop_n(sent);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -271,9 +287,7 @@ impl<S: 'static> Reactor<S> {
                     }
                     if earlier {
                         // Taken off the socket now: this datagram is tried again, once.
-                        if let Some(item) = st.out.front_mut() {
-                            item.retried = true;
-                        }
+                        st.out.set_front_retried();
                         held = Some(err);
                         continue;
                     }
@@ -520,51 +534,46 @@ impl<S: 'static> Reactor<S> {
     }
 }
 
-/// How many of the oldest queued datagrams can leave as one GSO send: same
-/// destination and source, same non-zero size (the last may be shorter), within the
-/// kernel's limits. 0 or 1: none worth it.
+/// The GSO train at the front of the queue: how many datagrams (a run of same-size
+/// datagrams to one destination, of which the last may be shorter) and their size;
+/// `(0, 0)` when the front datagram cannot start one.
 fn gso_run(out: &SendQueue) -> (usize, usize) {
-    let mut items = out.first(sys::GSO_MAX_SEGMENTS);
-    let Some((first, data)) = items.next() else {
+    let Some(run) = out.front_run() else {
         return (0, 0);
     };
-    let size = data.len();
+    let size = run.size;
     if size == 0 || size > usize::from(u16::MAX) {
         return (0, 0);
     }
-    let (mut count, mut total) = (1, size);
-    for (item, data) in items {
-        if item.to != first.to
-            || item.from != first.from
-            || data.is_empty()
-            || data.len() > size
-            || total + data.len() > GSO_MAX_BYTES
-        {
-            break;
-        }
-        count += 1;
-        total += data.len();
-        if data.len() < size {
-            break; // a shorter one ends the run
-        }
+    let most = sys::GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / size);
+    let full = run.full();
+    if full >= most {
+        return (most, size);
     }
-    (count, size)
+    // The whole run, its shorter last datagram included if it fits.
+    let fits = (full * size + run.last) <= GSO_MAX_BYTES;
+    if run.count > full && full < most && fits {
+        (run.count, size)
+    } else {
+        (full, size)
+    }
 }
 
 /// How many of the oldest `limit` queued datagrams come before the first one that
-/// starts a GSO run (at least 1).
+/// starts a run worth a GSO send (two or more of one size to one destination).
 fn next_run(out: &SendQueue, limit: usize) -> usize {
-    let mut previous: Option<(super::queue::Queued, usize)> = None;
-    for (i, (item, data)) in out.first(limit).enumerate() {
-        if let Some((prev, size)) = previous {
-            let joins = prev.to == item.to && prev.from == item.from && data.len() == size;
-            if joins && size > 0 && 2 * size <= GSO_MAX_BYTES && i >= 2 {
-                return i - 1; // `prev` starts a run of at least two
-            }
+    let mut before = 0;
+    for run in out.runs() {
+        if before >= limit {
+            break;
         }
-        previous = Some((item, data.len()));
+        let worth = run.full() >= 2 && run.size > 0 && 2 * run.size <= GSO_MAX_BYTES;
+        if worth && before > 0 {
+            return before.min(limit);
+        }
+        before += run.count;
     }
-    limit
+    before.min(limit)
 }
 
 /// Sends the oldest queued datagrams and returns how many left: a run of same-size
