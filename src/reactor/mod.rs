@@ -108,6 +108,8 @@ pub struct Reactor<S: 'static = ()> {
     /// Batched datagram receives: `sys::RECV_BATCH` slots of the scratch buffer's
     /// size, allocated by the first datagram socket that batches.
     pub(crate) datagram_slots: Vec<u8>,
+    /// What each batched receive read into the slots (filled once, reused).
+    pub(crate) datagram_received: Vec<crate::io::sys::Received>,
     pub(crate) pool: BufPool,
     /// Writes of the stream being served, staged until its handler returns.
     pub(crate) stage: Stage,
@@ -171,6 +173,7 @@ impl<S: 'static> Reactor<S> {
             clock: Clock::default(),
             scratch: vec![0; config.scratch_size],
             datagram_slots: Vec::new(),
+            datagram_received: Vec::new(),
             pool: BufPool::new(config.pool_chunks),
             stage: Stage::new(config.high_watermark, config.write_limit),
             config,

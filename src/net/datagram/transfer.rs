@@ -347,7 +347,8 @@ impl<S: 'static> Reactor<S> {
         let budget = self.config.read_budget;
         let slot = self.scratch.len();
         let mut used = 0usize;
-        let mut received = [NOTHING; sys::RECV_BATCH];
+        // One datagram at a time needs no array; a batch reuses the reactor's.
+        let mut one = [NOTHING];
         loop {
             let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
                 return;
@@ -363,11 +364,19 @@ impl<S: 'static> Reactor<S> {
                 return;
             }
             let batched = st.batching && self.datagram_slots.len() >= 2 * slot;
+            if batched && self.datagram_received.len() < sys::RECV_BATCH {
+                self.datagram_received.resize(sys::RECV_BATCH, NOTHING);
+            }
             let result = if batched {
-                sys::recv_mmsg(io, &mut self.datagram_slots, slot, &mut received)
+                sys::recv_mmsg(
+                    io,
+                    &mut self.datagram_slots,
+                    slot,
+                    &mut self.datagram_received,
+                )
             } else {
                 sys::recv_msg(io, &mut self.scratch).map(|rx| {
-                    received[0] = rx;
+                    one[0] = rx;
                     1
                 })
             };
@@ -381,8 +390,14 @@ impl<S: 'static> Reactor<S> {
                     } else {
                         std::mem::take(&mut self.scratch)
                     };
+                    let received = if batched {
+                        std::mem::take(&mut self.datagram_received)
+                    } else {
+                        Vec::new()
+                    };
+                    let infos = if batched { &received[..] } else { &one[..] };
                     let mut open = true;
-                    for (i, rx) in received.iter().take(n).enumerate() {
+                    for (i, rx) in infos.iter().take(n).enumerate() {
                         let bytes = &buffer[i * slot..][..rx.len];
                         let (count, open_now) = self.deliver_datagram(state, key, local, rx, bytes);
                         used = used.saturating_add(rx.len + PER_DATAGRAM * count);
@@ -393,6 +408,7 @@ impl<S: 'static> Reactor<S> {
                     }
                     if batched {
                         self.datagram_slots = buffer;
+                        self.datagram_received = received;
                     } else {
                         self.scratch = buffer;
                     }
@@ -621,6 +637,20 @@ fn send_front(
     if *gso {
         // Up to the next run worth a GSO send, which the next call sends whole.
         limit = limit.min(next_run(out, limit));
+    }
+    if limit == 1 || out.count() == 1 {
+        // One datagram: no batch array to fill.
+        let Some((queued, data)) = out.front() else {
+            return Ok(0);
+        };
+        counters.send_calls += 1;
+        let one = sys::Outgoing {
+            data,
+            to: queued.to,
+            from: queued.from,
+            segment: None,
+        };
+        return sys::send_msg(io, &one).map(|_| 1);
     }
     let mut batch = [EMPTY; sys::SEND_BATCH];
     let mut n = 0;
