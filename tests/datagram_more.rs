@@ -752,3 +752,48 @@ fn a_handler_closing_its_socket_partway_through_a_train_gets_no_more() {
     assert_eq!(seen.got, (0..10).collect::<Vec<u8>>());
     assert_eq!((seen.closed, seen.after_close), (1, 0));
 }
+
+/// `send_segments_to`: a train written in one call arrives as its datagrams, each a
+/// message of its own, in order, the last one shorter; it queues behind and before
+/// single datagrams without reordering; it leaves in few send calls; bad sizes are
+/// refused with nothing queued.
+#[test]
+fn a_train_of_segments_arrives_as_its_datagrams_in_order() {
+    let mut r = Reactor::<Log>::new().unwrap();
+    let receiver = DatagramSocket::bind(&mut r, "127.0.0.1", 0, log).unwrap();
+    let to = local(&r, receiver);
+    let sender = DatagramSocket::bind(&mut r, "127.0.0.1", 0, log).unwrap();
+    // 130 datagrams of 100 bytes and one of 37, each byte telling its datagram.
+    let train: Vec<u8> = (0..13_037usize).map(|i| (i / 100) as u8).collect();
+    r.set_timer(Duration::ZERO, move |r, _, _| {
+        sender.send_to(r, to, b"first").unwrap();
+        sender.send_segments_to(r, to, &train, 100).unwrap();
+        sender.send_to(r, to, b"last").unwrap();
+        // Refused, with nothing queued.
+        let zero = sender.send_segments_to(r, to, b"abc", 0).unwrap_err();
+        assert_eq!(zero.status(), sockloop::SocketErrorStatus::InvalidArgument);
+        let long = sender
+            .send_segments_to(r, to, &[0; 140_000], 70_000)
+            .unwrap_err();
+        assert_eq!(long.status(), sockloop::SocketErrorStatus::MessageTooLong);
+        // Nothing to send.
+        sender.send_segments_to(r, to, &[], 100).unwrap();
+    });
+    let mut seen = Log::default();
+    run_until(&mut r, &mut seen, LIMIT, |l| l.got.len() == 133);
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors);
+    assert_eq!(seen.got[0].3, b"first");
+    for i in 0..131 {
+        let m = &seen.got[1 + i];
+        let len = if i == 130 { 37 } else { 100 };
+        assert_eq!(m.3, vec![i as u8; len], "datagram {i} of the train");
+    }
+    assert_eq!(seen.got[132].3, b"last");
+    let info = sender.information(&r).unwrap();
+    assert_eq!(info.datagrams_sent, 133);
+    // GSO: at most 64 a call (or, where the kernel refuses GSO, sendmmsg batches).
+    assert!(info.send_calls <= 8, "{} send calls", info.send_calls);
+    // Run again past the end: no more arrived.
+    r.turn(&mut seen, Some(Duration::from_millis(50))).unwrap();
+    assert_eq!(seen.got.len(), 133);
+}

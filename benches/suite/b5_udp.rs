@@ -66,6 +66,17 @@ const ROWS: &[Row] = &[
         k: 1,
     },
     Row {
+        key: "sockloop-trains",
+        label: "sockloop trains, GSO → GRO",
+        competitor: "sockloop",
+        describe: "`send_segments_to` once per handler call (a zero-delay timer) with a burst \
+                   of datagrams built one after the other in one buffer, as the quinn-udp \
+                   sender has them, left as one GSO `sendmsg`; the batched sockloop receiver",
+        send: udp::sockloop_send_trains,
+        receive: udp::sockloop_receive_batched,
+        k: 1,
+    },
+    Row {
         key: "sockloop-plain-rx",
         label: "sockloop batched → plain receiver",
         competitor: "sockloop",
@@ -376,6 +387,12 @@ fn run(config: &Config, report: &mut Report) {
             "quinn",
             0.9,
             "batched GSO → GRO ≥ 0.9× quinn-udp",
+        ),
+        (
+            "sockloop-trains",
+            "quinn",
+            0.9,
+            "batched GSO → GRO, sent as trains, ≥ 0.9× quinn-udp",
         ),
         (
             "sockloop-plain-rx",

@@ -278,6 +278,40 @@ fn sockloop_send(to: &[SocketAddr], payload: &[u8], credit: &mut Credit, batch: 
     *credit = state.credit;
 }
 
+/// The sockloop sender with its bursts built as one buffer, sent as one train with
+/// `send_segments_to` (the shape of the quinn-udp sender's `Transmit`).
+pub fn sockloop_send_trains(to: &[SocketAddr], payload: &[u8], credit: &mut Credit) {
+    let mut reactor = Reactor::<SendState>::new().unwrap_or_else(|e| fail(&format!("b5: {e}")));
+    let socket = DatagramSocket::bind(&mut reactor, "127.0.0.1", 0, |_, _, _, _| {})
+        .unwrap_or_else(|e| fail(&format!("b5: bind: {e}")));
+    let size = payload.len();
+    let mut state = SendState {
+        credit: Credit::new(credit.flow.clone()),
+        to: to.to_vec(),
+        payload: payload.repeat(BURST),
+        next: 0,
+    };
+    reactor.set_timer(Duration::ZERO, move |r, st: &mut SendState, id| {
+        let n = st.credit.wait();
+        let to = st.to[st.next % st.to.len()];
+        st.next += 1;
+        if let Err(e) = socket.send_segments_to(r, to, &st.payload[..n * size], size) {
+            fail(&format!("b5: send_segments_to: {e}"));
+        }
+        st.credit.sent(n);
+        if st.credit.sent >= st.credit.flow.total {
+            let _ = socket.close(r);
+            r.stop();
+        } else {
+            let _ = r.reset_timer(id, Duration::ZERO);
+        }
+    });
+    reactor
+        .run(&mut state)
+        .unwrap_or_else(|e| fail(&format!("b5: run: {e}")));
+    *credit = state.credit;
+}
+
 pub fn sockloop_send_batched(to: &[SocketAddr], payload: &[u8], credit: &mut Credit) {
     sockloop_send(to, payload, credit, true)
 }

@@ -117,6 +117,39 @@ impl SendQueue {
         });
     }
 
+    /// Queues `data` as datagrams of `segment` bytes each, the last maybe shorter
+    /// (`0 < segment < data.len()`).
+    pub(crate) fn push_segments(
+        &mut self,
+        data: &[u8],
+        segment: usize,
+        to: Option<SocketAddr>,
+        from: Option<IpAddr>,
+    ) {
+        debug_assert!(segment > 0 && segment < data.len());
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        let count = data.len().div_ceil(segment);
+        let last = data.len() - (count - 1) * segment;
+        self.datagrams += count;
+        if let Some(run) = self.runs.back_mut() {
+            if run.last == run.size && run.size == segment && run.to == to && run.from == from {
+                run.count += count;
+                run.last = last;
+                return;
+            }
+        }
+        self.runs.push_back(Run {
+            to,
+            from,
+            start,
+            size: segment,
+            count,
+            last,
+            retried: false,
+        });
+    }
+
     /// The oldest datagram and its bytes.
     pub(crate) fn front(&self) -> Option<(Queued, &[u8])> {
         let run = self.runs.front()?;
@@ -349,6 +382,35 @@ mod tests {
                 Some((data, _)) => assert_eq!(q2.front().unwrap().1, &data[..]),
                 None => assert!(q2.front().is_none()),
             }
+        }
+    }
+
+    /// A train pushed at once is the datagrams pushed one by one, joined to a run it
+    /// continues.
+    #[test]
+    fn segments_are_the_datagrams_one_by_one() {
+        let data: Vec<u8> = (0..1_050u32).map(|i| i as u8).collect();
+        for before in [0usize, 1, 3] {
+            let (mut a, mut b) = (SendQueue::default(), SendQueue::default());
+            for _ in 0..before {
+                a.push(&data[..100], addr(1), None);
+                b.push(&data[..100], addr(1), None);
+            }
+            a.push_segments(&data, 100, addr(1), None);
+            for chunk in data.chunks(100) {
+                b.push(chunk, addr(1), None);
+            }
+            a.push(b"x", addr(1), None);
+            b.push(b"x", addr(1), None);
+            let runs = |q: &SendQueue| -> Vec<(usize, usize, usize)> {
+                q.runs().map(|r| (r.size, r.count, r.last)).collect()
+            };
+            assert_eq!(runs(&a), runs(&b), "{before} before");
+            assert_eq!(a.count(), b.count());
+            let all = |q: &SendQueue| -> Vec<Vec<u8>> {
+                q.first(usize::MAX).map(|(_, d)| d.to_vec()).collect()
+            };
+            assert_eq!(all(&a), all(&b));
         }
     }
 

@@ -119,6 +119,57 @@ impl DatagramSocket {
         reactor.datagram_send(self.0, None, None, data, "send")
     }
 
+    /// Sends `data` to `to` as a train of datagrams of `segment_size` bytes each (the
+    /// last may be shorter): the same datagrams as `send_to` with each of
+    /// `data.chunks(segment_size)`, in order, queued in one step — for a sender that
+    /// builds its datagrams one after the other in one buffer (QUIC packets, media
+    /// frames). Such a train leaves with one UDP GSO `sendmsg` where the kernel has it
+    /// (at most 64 datagrams a call). Empty `data` sends nothing.
+    ///
+    /// # Errors
+    ///
+    /// - `InvalidArgument` if `segment_size` is 0;
+    /// - `MessageTooLong` if `segment_size` is over one UDP datagram's payload;
+    /// - otherwise as [`send_to`](Self::send_to), for the whole of `data`: either every
+    ///   datagram of it is queued, or none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockloop::{DatagramSocket, Reactor};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// let socket = DatagramSocket::bind(&mut reactor, "127.0.0.1", 0, |_, _, _, _| {})?;
+    /// let to = socket.information(&reactor)?.local_address.unwrap();
+    /// // Three datagrams: 100, 100 and 50 bytes.
+    /// socket.send_segments_to(&mut reactor, to, &[7; 250], 100)?;
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn send_segments_to<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        to: SocketAddr,
+        data: &[u8],
+        segment_size: usize,
+    ) -> Result<(), Error> {
+        reactor.datagram_send_segments(self.0, Some(to), data, segment_size, "send segments to")
+    }
+
+    /// [`send_segments_to`](Self::send_segments_to) the peer of a connected socket.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_segments_to`](Self::send_segments_to); `InvalidState` if the socket is
+    /// not connected.
+    pub fn send_segments<S: 'static>(
+        self,
+        reactor: &mut Reactor<S>,
+        data: &[u8],
+        segment_size: usize,
+    ) -> Result<(), Error> {
+        reactor.datagram_send_segments(self.0, None, data, segment_size, "send segments")
+    }
+
     /// Sends what is queued now, even inside a handler.
     ///
     /// # Errors
@@ -209,6 +260,40 @@ impl<S: 'static> Reactor<S> {
         data: &[u8],
         operation: &'static str,
     ) -> Result<(), Error> {
+        self.datagram_queue(key, to, from, data, data.len(), operation)
+    }
+
+    fn datagram_send_segments(
+        &mut self,
+        key: Key,
+        to: Option<SocketAddr>,
+        data: &[u8],
+        segment_size: usize,
+        operation: &'static str,
+    ) -> Result<(), Error> {
+        if segment_size == 0 {
+            return Err(Error::new(SocketErrorStatus::InvalidArgument, operation)
+                .with_detail("a segment size of 0"));
+        }
+        if data.is_empty() {
+            // Checked as a send of nothing would be: a closed socket still says so.
+            self.datagram_mut(key, operation)?;
+            return Ok(());
+        }
+        self.datagram_queue(key, to, None, data, segment_size.min(data.len()), operation)
+    }
+
+    /// Queues `data` as datagrams of `segment` bytes (one datagram when `segment` is
+    /// its length), all or none.
+    fn datagram_queue(
+        &mut self,
+        key: Key,
+        to: Option<SocketAddr>,
+        from: Option<IpAddr>,
+        data: &[u8],
+        segment: usize,
+        operation: &'static str,
+    ) -> Result<(), Error> {
         let (limit, high) = (self.config.write_limit, self.config.high_watermark);
         let Some((Source::Datagram(st), _, mut queue)) = self.source_for_write(key) else {
             return Err(stale(operation));
@@ -226,11 +311,10 @@ impl<S: 'static> Reactor<S> {
         } else {
             MAX_PAYLOAD_V4
         };
-        if data.len() > max {
+        if segment > max {
             let err =
                 Error::new(SocketErrorStatus::MessageTooLong, operation).with_detail(format!(
-                    "{} bytes; one UDP datagram over IPv{} carries at most {max}",
-                    data.len(),
+                    "{segment} bytes; one UDP datagram over IPv{} carries at most {max}",
                     if v6_path { 6 } else { 4 }
                 ));
             return Err(match to.or(st.remote) {
@@ -243,7 +327,11 @@ impl<S: 'static> Reactor<S> {
             st.over_high = true;
             return Err(Error::refused(operation, queued, data.len(), limit));
         }
-        st.out.push(data, to, from);
+        if segment == data.len() {
+            st.out.push(data, to, from);
+        } else {
+            st.out.push_segments(data, segment, to, from);
+        }
         if st.out.len() > high {
             st.over_high = true;
         }
