@@ -11,11 +11,12 @@
 //! - [`recv_msg`], [`recv_mmsg`], [`send_msg`], [`send_mmsg`]: datagrams in or out
 //!   with `recvmsg`, `recvmmsg`, `sendmsg` and `sendmmsg`, with the truncation flag and the local address
 //!   (`IP_PKTINFO`, `IPV6_PKTINFO`);
-//!   [`enable_packet_info`], [`set_multicast_if_v4_index`] and [`set_int_option`] for
+//!   [`set_packet_info`], [`set_multicast_if_v4_index`] and [`set_int_option`] for
 //!   the options that go with them; [`source_membership`] for source-specific
 //!   multicast joins; [`enable_gro`] and [`Outgoing::segment`] for UDP GRO and GSO.
 #![allow(unsafe_code)]
 
+use std::fmt;
 use std::io;
 use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -304,16 +305,55 @@ pub(crate) fn set_int_option(
     Ok(())
 }
 
+/// Reads an integer socket option.
+#[cfg(test)]
+pub(crate) fn int_option(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` is a live c_int and `len` its exact size, both written by the
+    // kernel within that size; the fd is borrowed for the call only.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
+}
+
+/// Whether the socket asks for each datagram's destination address.
+#[cfg(test)]
+pub(crate) fn packet_info_enabled(socket: &impl AsRawFd, ipv6: bool) -> io::Result<bool> {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
+    Ok(int_option(socket, level, name)? != 0)
+}
+
 /// Asks for the destination address of each datagram (`IP_PKTINFO`, and
-/// `IPV6_RECVPKTINFO` on IPv6 sockets, which may also receive IPv4 datagrams).
-pub(crate) fn enable_packet_info(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+/// `IPV6_RECVPKTINFO` on IPv6 sockets, which may also receive IPv4 datagrams), or
+/// stops asking (`on` false).
+pub(crate) fn set_packet_info(socket: &impl AsRawFd, ipv6: bool, on: bool) -> io::Result<()> {
+    let value = libc::c_int::from(on);
     if ipv6 {
-        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, value)?;
         // IPv4 datagrams reaching a dual-stack socket; refused on an IPv6-only one.
-        let _ = set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+        let _ = set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, value);
         Ok(())
     } else {
-        set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+        set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, value)
     }
 }
 
@@ -427,7 +467,7 @@ pub(crate) fn source_membership(
 }
 
 /// Reads one datagram into `buf` with `recvmsg`: its length, whether it was cut to
-/// fit, its sender and (with [`enable_packet_info`]) the address it was sent to.
+/// fit, its sender and (with [`set_packet_info`]) the address it was sent to.
 pub(crate) fn recv_msg(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
     // SAFETY: sockaddr_storage is plain integers; all-zero is a valid value.
     let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
@@ -466,8 +506,101 @@ pub(crate) fn recv_msg(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Rece
     })
 }
 
+/// Reads one datagram into `buf` with `recvfrom`, for a socket that needs no control
+/// message (no destination address asked for, no GRO): as [`recv_msg`], without
+/// `destination` and `segment_size`, and without a message header for the kernel to
+/// copy in and out. `MSG_TRUNC` makes the call return the datagram's whole length,
+/// which tells a cut one.
+pub(crate) fn recv_from(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
+    // SAFETY: sockaddr_storage is plain integers; all-zero is a valid value.
+    let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `buf` is a live, writable buffer of the length passed; `name` and
+    // `namelen` are live and say how much the kernel may write into `name`. The fd is
+    // borrowed for the call only.
+    let n = unsafe {
+        libc::recvfrom(
+            socket.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_TRUNC,
+            (&mut name as *mut libc::sockaddr_storage).cast(),
+            &mut namelen,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let source = sockaddr_to_std(&name, namelen).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "datagram from an unknown family",
+        )
+    })?;
+    let whole = n as usize;
+    Ok(Received {
+        len: whole.min(buf.len()),
+        truncated: whole > buf.len(),
+        source,
+        destination: None,
+        segment_size: None,
+    })
+}
+
+/// Sends one datagram with `sendto`: no source address and no GSO, so no message
+/// header for the kernel to copy in.
+fn send_to_plain(socket: &impl AsRawFd, data: &[u8], to: Option<SocketAddr>) -> io::Result<usize> {
+    let name = to.map(socket2::SockAddr::from);
+    let (ptr, len) = match &name {
+        Some(name) => (name.as_ptr().cast::<libc::sockaddr>(), name.len()),
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: `data` is live for its length; `ptr` is null with a length of 0, or
+    // points to `name`, a live socket address of `len` bytes; the kernel only reads
+    // them. The fd is borrowed for the call only.
+    let n = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_NOSIGNAL,
+            ptr,
+            len,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// The most datagrams [`recv_mmsg`] reads in one call.
 pub(crate) const RECV_BATCH: usize = 16;
+
+/// The headers [`recv_mmsg`] hands to the kernel: a name, a control buffer, an iovec
+/// and a message header per datagram. Made once (zeroed) and reused, so that a call
+/// sets the few fields the kernel reads instead of clearing some 5 KiB; the kernel
+/// writes only within the lengths each call sets.
+pub(crate) struct RecvHeaders {
+    names: [libc::sockaddr_storage; RECV_BATCH],
+    controls: [ControlBuf; RECV_BATCH],
+    iovs: [libc::iovec; RECV_BATCH],
+    msgs: [libc::mmsghdr; RECV_BATCH],
+}
+
+impl RecvHeaders {
+    pub(crate) fn new() -> Box<RecvHeaders> {
+        // SAFETY: every field is plain integers, byte arrays, or structs of integers
+        // and pointers; all-zero (0, null) is a valid value of each.
+        Box::new(unsafe { mem::zeroed() })
+    }
+}
+
+impl fmt::Debug for RecvHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecvHeaders")
+    }
+}
 
 /// Reads up to `out.len()` (at most [`RECV_BATCH`]) datagrams with one `recvmmsg`,
 /// datagram `i` into `buf[i * slot..][..slot]`, each described as [`recv_msg`] would
@@ -475,6 +608,7 @@ pub(crate) const RECV_BATCH: usize = 16;
 /// `out[i]`. Returns how many were read (at least 1; `WouldBlock` if none were there).
 pub(crate) fn recv_mmsg(
     socket: &impl AsRawFd,
+    headers: &mut RecvHeaders,
     buf: &mut [u8],
     slot: usize,
     out: &mut [Received],
@@ -486,30 +620,34 @@ pub(crate) fn recv_mmsg(
             "no room for a datagram",
         ));
     }
-    // SAFETY: sockaddr_storage is plain integers; all-zero is a valid value.
-    let mut names: [libc::sockaddr_storage; RECV_BATCH] = unsafe { mem::zeroed() };
-    let mut controls: [ControlBuf; RECV_BATCH] = std::array::from_fn(|_| ControlBuf([0; 128]));
     let base = buf.as_mut_ptr();
-    // Only the first `vlen` are handed to the kernel.
-    let mut iovs: [libc::iovec; RECV_BATCH] = std::array::from_fn(|i| libc::iovec {
-        iov_base: base.wrapping_add((i % vlen) * slot).cast(),
-        iov_len: slot,
-    });
-    // SAFETY: mmsghdr is a msghdr and an integer; all-zero (null, 0) is valid.
-    let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { mem::zeroed() };
-    for (i, m) in msgs.iter_mut().enumerate().take(vlen) {
+    let RecvHeaders {
+        names,
+        controls,
+        iovs,
+        msgs,
+    } = headers;
+    for i in 0..vlen {
+        iovs[i] = libc::iovec {
+            iov_base: base.wrapping_add(i * slot).cast(),
+            iov_len: slot,
+        };
+        let m = &mut msgs[i];
         m.msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
         m.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         m.msg_hdr.msg_iov = &mut iovs[i];
         m.msg_hdr.msg_iovlen = 1;
         m.msg_hdr.msg_control = controls[i].0.as_mut_ptr().cast();
         m.msg_hdr.msg_controllen = controls[i].0.len() as _;
+        m.msg_hdr.msg_flags = 0;
+        m.msg_len = 0;
     }
-    // SAFETY: the first `vlen` headers point to live buffers of the lengths given next
-    // to them: a name, a control buffer and one iovec each, the iovecs over disjoint
-    // `slot`-byte parts of `buf` (vlen × slot ≤ buf.len()); all outlive the call, and
-    // the kernel writes within those lengths and each header's msg_len and flags only.
-    // No timeout: on a non-blocking socket the call returns what is there.
+    // SAFETY: the first `vlen` headers were just pointed at live buffers of the
+    // lengths given next to them: a name, a control buffer and one iovec each, the
+    // iovecs over disjoint `slot`-byte parts of `buf` (vlen × slot ≤ buf.len()); all
+    // are borrowed for the whole call, and the kernel writes within those lengths and
+    // each header's msg_len and flags only. No timeout: on a non-blocking socket the
+    // call returns what is there.
     let n = unsafe {
         libc::recvmmsg(
             socket.as_raw_fd(),
@@ -757,11 +895,15 @@ unsafe fn write_pktinfo(cmsg: *mut libc::cmsghdr, from: IpAddr) -> u32 {
     }
 }
 
-/// Sends one datagram with `sendmsg`: to `to` (`None` on a connected socket), from
-/// the local address `from` when given (an `IP_PKTINFO` / `IPV6_PKTINFO` control
-/// message: the reply of a wildcard-bound server leaves from the address the request
-/// came to).
+/// Sends one datagram (or, with `segment`, a GSO train): to `to` (`None` on a
+/// connected socket), from the local address `from` when given (an `IP_PKTINFO` /
+/// `IPV6_PKTINFO` control message: the reply of a wildcard-bound server leaves from
+/// the address the request came to). With neither a source nor a segment size it is a
+/// plain `sendto`; else a `sendmsg` with its control messages.
 pub(crate) fn send_msg(socket: &impl AsRawFd, out: &Outgoing<'_>) -> io::Result<usize> {
+    if out.from.is_none() && out.segment.is_none() {
+        return send_to_plain(socket, out.data, out.to);
+    }
     let mut parts = MsgParts::new(out);
     let msg = parts.msghdr(out.from, out.segment);
     // SAFETY: every pointer in `msg` points into `parts` or `out.data` (the

@@ -110,6 +110,8 @@ pub struct Reactor<S: 'static = ()> {
     pub(crate) datagram_slots: Vec<u8>,
     /// What each batched receive read into the slots (filled once, reused).
     pub(crate) datagram_received: Vec<crate::io::sys::Received>,
+    /// The headers of batched receives, made with the slots and reused.
+    pub(crate) datagram_headers: Option<Box<crate::io::sys::RecvHeaders>>,
     pub(crate) pool: BufPool,
     /// Writes of the stream being served, staged until its handler returns.
     pub(crate) stage: Stage,
@@ -174,6 +176,7 @@ impl<S: 'static> Reactor<S> {
             scratch: vec![0; config.scratch_size],
             datagram_slots: Vec::new(),
             datagram_received: Vec::new(),
+            datagram_headers: None,
             pool: BufPool::new(config.pool_chunks),
             stage: Stage::new(config.high_watermark, config.write_limit),
             config,

@@ -9,6 +9,7 @@ use socket2::Socket;
 use crate::io::sys;
 use crate::net::control::QualityOfService;
 use crate::net::hostname::HostName;
+use crate::net::listener::canonical;
 
 /// Options of a datagram socket, set before it binds or connects
 /// (`DatagramSocketControl` on Windows).
@@ -242,7 +243,12 @@ impl DatagramSocketControl {
         }
         self.apply_ip(socket, v6)?;
         self.apply_multicast(socket, v6)?;
-        sys::enable_packet_info(socket, v6)
+        // A socket bound to one address receives only datagrams sent to it: each
+        // one's destination is then known without asking the kernel for it.
+        if canonical(*addr).ip().is_unspecified() {
+            sys::set_packet_info(socket, v6, true)?;
+        }
+        Ok(())
     }
 
     fn apply_ip(&self, socket: &Socket, v6: bool) -> io::Result<()> {

@@ -51,7 +51,7 @@ fn stale(operation: &'static str) -> Error {
 /// | what | how |
 /// | --- | --- |
 /// | receive | `recvmmsg` (16 a call) to `WouldBlock` within the reactor's read budget, into slots of the read buffer's size that the reactor allocates once (1 MiB at most): nothing allocated per datagram; each datagram its own message |
-/// | local address | `IP_PKTINFO` / `IPV6_RECVPKTINFO` on every socket |
+/// | local address | `IP_PKTINFO` / `IPV6_RECVPKTINFO` on a socket bound to a wildcard; one bound to an address, or connected, receives only what is sent to its own address |
 /// | truncation | `MSG_TRUNC`, reported as [`Message::truncated`] |
 /// | send | queued whole, then `sendmmsg` (32 a call), or one `sendmsg` with UDP GSO for a run of same-size datagrams to one destination |
 /// | coalesced receive | UDP GRO when the read buffer holds 64 KiB; each datagram still its own message |
@@ -175,6 +175,9 @@ pub(crate) struct DatagramState<S: 'static> {
     pub(crate) gso: bool,
     /// The kernel may coalesce received datagrams (`UDP_GRO` is on).
     pub(crate) gro: bool,
+    /// Each datagram's destination is asked for (the socket is bound to a wildcard):
+    /// a single receive needs `recvmsg` and its control messages.
+    pub(crate) destinations: bool,
     pub(crate) counters: Counters,
     /// Destinations given by name ([`DatagramSocket::output_to`]).
     pub(crate) outputs: Vec<output::Named>,
@@ -212,6 +215,7 @@ impl<S: 'static> DatagramState<S> {
             batching: true,
             gso: false,
             gro: false,
+            destinations: true,
             counters: Counters::default(),
             outputs: Vec::new(),
             resolving: std::collections::VecDeque::new(),

@@ -208,7 +208,9 @@ impl DatagramSocket {
         let adopt = |e| Error::from_io("adopt datagram socket", e);
         socket.set_nonblocking(true).map_err(adopt)?;
         let local = socket.local_addr().map_err(adopt)?;
-        sys::enable_packet_info(&socket, local.is_ipv6()).map_err(adopt)?;
+        if canonical(local).ip().is_unspecified() {
+            sys::set_packet_info(&socket, local.is_ipv6(), true).map_err(adopt)?;
+        }
         let remote = socket.peer_addr().ok();
         reactor.add_datagram(socket, remote, true, Box::new(handler))
     }
@@ -275,6 +277,11 @@ impl<S: 'static> Reactor<S> {
             .local_addr()
             .map_err(|e| Error::from_io("bind datagram socket", e))?;
         let remote = remote.or_else(|| socket.peer_addr().ok());
+        // Bound to the wildcard and then connected, the socket has one local address
+        // now, which every datagram it receives is sent to: no need to ask for it.
+        if remote.is_some() && !canonical(local).ip().is_unspecified() {
+            let _ = sys::set_packet_info(&socket, local.is_ipv6(), false);
+        }
         // Coalesced receives need room for 64 KiB in the read buffer, or segments
         // would be cut.
         let batching = matches!(self.sources.get(key), Some(Source::Datagram(st)) if st.batching);
@@ -284,6 +291,7 @@ impl<S: 'static> Reactor<S> {
         let slots = (RECV_SLOTS_BYTES / self.scratch.len().max(1)).min(sys::RECV_BATCH);
         if batching && slots >= 2 && self.datagram_slots.is_empty() {
             self.datagram_slots = vec![0; slots * self.scratch.len()];
+            self.datagram_headers = Some(sys::RecvHeaders::new());
         }
         let mut io = UdpSocket::from_std(socket);
         self.poll
@@ -301,6 +309,7 @@ impl<S: 'static> Reactor<S> {
             st.io = Some(io);
             st.gso = st.batching;
             st.gro = gro;
+            st.destinations = canonical(local).ip().is_unspecified();
             st.phase = Phase::Open;
             st.control = None;
         }
@@ -357,5 +366,101 @@ impl<S: 'static> Reactor<S> {
             st.out.clear();
         }
         self.finish_later(key, Err(failure));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket as StdUdpSocket;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Whether the socket of `socket` asks the kernel for each datagram's destination.
+    fn asks_for_destination(r: &Reactor<Vec<SocketAddr>>, socket: DatagramSocket) -> bool {
+        let Some(Source::Datagram(st)) = r.sources.get(socket.0) else {
+            panic!("no such socket");
+        };
+        let io = st.io.as_ref().expect("open");
+        sys::packet_info_enabled(io, st.ipv6).expect("getsockopt")
+    }
+
+    /// Sends one datagram from a plain socket to `to` and returns the `local` address
+    /// of the message the reactor delivered.
+    fn local_of_a_message(
+        r: &mut Reactor<Vec<SocketAddr>>,
+        socket: DatagramSocket,
+        to: SocketAddr,
+    ) -> SocketAddr {
+        let peer = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.send_to(b"where", to).unwrap();
+        let mut seen = Vec::new();
+        let until = Instant::now() + Duration::from_secs(5);
+        while seen.is_empty() && Instant::now() < until {
+            r.turn(&mut seen, Some(Duration::from_millis(50))).unwrap();
+        }
+        let _ = socket.close(r);
+        seen.pop().expect("the datagram arrived")
+    }
+
+    fn record(
+    ) -> impl FnMut(&mut Reactor<Vec<SocketAddr>>, &mut Vec<SocketAddr>, DatagramSocket, DatagramEvent<'_>)
+    {
+        |_, seen, _, event| {
+            if let DatagramEvent::MessageReceived(m) = event {
+                seen.push(m.local);
+            }
+        }
+    }
+
+    #[test]
+    fn a_socket_bound_to_one_address_does_not_ask_for_destinations() {
+        let mut r = Reactor::<Vec<SocketAddr>>::new().unwrap();
+        let socket = DatagramSocket::bind(&mut r, "127.0.0.2", 0, record()).unwrap();
+        assert!(!asks_for_destination(&r, socket));
+        let addr = socket.information(&r).unwrap().local_address.unwrap();
+        assert_eq!(local_of_a_message(&mut r, socket, addr), addr);
+    }
+
+    #[test]
+    fn a_wildcard_socket_asks_for_destinations() {
+        let mut r = Reactor::<Vec<SocketAddr>>::new().unwrap();
+        let socket = DatagramSocket::bind_any(&mut r, 0, record()).unwrap();
+        assert!(asks_for_destination(&r, socket));
+        let port = socket
+            .information(&r)
+            .unwrap()
+            .local_address
+            .unwrap()
+            .port();
+        let to = SocketAddr::from(([127, 0, 0, 3], port));
+        assert_eq!(local_of_a_message(&mut r, socket, to), to);
+    }
+
+    #[test]
+    fn a_connected_socket_stops_asking_once_its_local_address_is_known() {
+        let mut r = Reactor::<Vec<SocketAddr>>::new().unwrap();
+        let peer = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+        let socket = DatagramSocket::connect(
+            &mut r,
+            "127.0.0.1",
+            peer.local_addr().unwrap().port(),
+            record(),
+        )
+        .unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        while socket.information(&r).unwrap().local_address.is_none() && Instant::now() < until {
+            r.turn(&mut Vec::new(), Some(Duration::from_millis(10)))
+                .unwrap();
+        }
+        assert!(!asks_for_destination(&r, socket));
+        let local = socket.information(&r).unwrap().local_address.unwrap();
+        assert_eq!(local.ip(), std::net::Ipv4Addr::LOCALHOST);
+        peer.send_to(b"back", local).unwrap();
+        let mut seen = Vec::new();
+        while seen.is_empty() && Instant::now() < until {
+            r.turn(&mut seen, Some(Duration::from_millis(50))).unwrap();
+        }
+        assert_eq!(seen, vec![local]);
     }
 }

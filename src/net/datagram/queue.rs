@@ -89,9 +89,6 @@ impl SendQueue {
 
     #[inline]
     pub(crate) fn push(&mut self, data: &[u8], to: Option<SocketAddr>, from: Option<IpAddr>) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(data);
-        self.datagrams += 1;
         if let Some(run) = self.runs.back_mut() {
             // Joins the last run: same way, the run not ended by a shorter datagram,
             // and not longer than the run's datagrams (a zero-length one never joins).
@@ -103,9 +100,20 @@ impl SendQueue {
             {
                 run.count += 1;
                 run.last = data.len();
+                self.datagrams += 1;
+                self.bytes.extend_from_slice(data);
                 return;
             }
         }
+        self.push_run(data, to, from);
+    }
+
+    /// Queues `data` as the first datagram of a new run.
+    #[inline(never)]
+    fn push_run(&mut self, data: &[u8], to: Option<SocketAddr>, from: Option<IpAddr>) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        self.datagrams += 1;
         self.runs.push_back(Run {
             to,
             from,

@@ -251,7 +251,36 @@ fn destination_other(
     }
 }
 
+/// For a datagram of `segment` bytes, over IPv4's limit, going to `to` (`None`: the
+/// peer is being resolved, checked as IPv4): its refusal, unless the path is IPv6 and
+/// it fits.
+#[cold]
+#[inline(never)]
+fn too_long(segment: usize, to: Option<SocketAddr>, operation: &'static str) -> Option<Error> {
+    let v6_path = match to {
+        Some(addr) => addr.is_ipv6() && !addr.ip().to_canonical().is_ipv4(),
+        None => false,
+    };
+    let max = if v6_path {
+        MAX_PAYLOAD_V6
+    } else {
+        MAX_PAYLOAD_V4
+    };
+    if segment <= max {
+        return None;
+    }
+    let err = Error::new(SocketErrorStatus::MessageTooLong, operation).with_detail(format!(
+        "{segment} bytes; one UDP datagram over IPv{} carries at most {max}",
+        if v6_path { 6 } else { 4 }
+    ));
+    Some(match to {
+        Some(addr) => err.with_address(canonical(addr)),
+        None => err,
+    })
+}
+
 impl<S: 'static> Reactor<S> {
+    #[inline]
     fn datagram_send(
         &mut self,
         key: Key,
@@ -302,25 +331,12 @@ impl<S: 'static> Reactor<S> {
             return Err(stale(operation));
         }
         let to = destination(st.ipv6, st.phase, st.remote, to, operation)?;
-        let v6_path = match to.or(st.remote) {
-            Some(addr) => addr.is_ipv6() && !addr.ip().to_canonical().is_ipv4(),
-            None => false, // resolving: the size is checked against IPv4's
-        };
-        let max = if v6_path {
-            MAX_PAYLOAD_V6
-        } else {
-            MAX_PAYLOAD_V4
-        };
-        if segment > max {
-            let err =
-                Error::new(SocketErrorStatus::MessageTooLong, operation).with_detail(format!(
-                    "{segment} bytes; one UDP datagram over IPv{} carries at most {max}",
-                    if v6_path { 6 } else { 4 }
-                ));
-            return Err(match to.or(st.remote) {
-                Some(addr) => err.with_address(canonical(addr)),
-                None => err,
-            });
+        // Under IPv4's limit every datagram fits; over it, the path decides, out of
+        // line.
+        if segment > MAX_PAYLOAD_V4 {
+            if let Some(err) = too_long(segment, to.or(st.remote), operation) {
+                return Err(err);
+            }
         }
         let queued = st.out.len();
         if queued.saturating_add(data.len()) > limit {
@@ -451,19 +467,28 @@ impl<S: 'static> Reactor<S> {
                 }
                 return;
             }
-            let batched = st.batching && self.datagram_slots.len() >= 2 * slot;
+            let batched = st.batching
+                && self.datagram_slots.len() >= 2 * slot
+                && self.datagram_headers.is_some();
             if batched && self.datagram_received.len() < sys::RECV_BATCH {
                 self.datagram_received.resize(sys::RECV_BATCH, NOTHING);
             }
-            let result = if batched {
+            let headers = self.datagram_headers.as_deref_mut().filter(|_| batched);
+            let result = if let Some(headers) = headers {
                 sys::recv_mmsg(
                     io,
+                    headers,
                     &mut self.datagram_slots,
                     slot,
                     &mut self.datagram_received,
                 )
-            } else {
+            } else if st.gro || st.destinations {
                 sys::recv_msg(io, &mut self.scratch).map(|rx| {
+                    one[0] = rx;
+                    1
+                })
+            } else {
+                sys::recv_from(io, &mut self.scratch).map(|rx| {
                     one[0] = rx;
                     1
                 })
@@ -536,22 +561,22 @@ impl<S: 'static> Reactor<S> {
         rx: &sys::Received,
         bytes: &[u8],
     ) -> (usize, bool) {
-        let segment = rx.segment_size.filter(|s| *s < rx.len).unwrap_or(rx.len);
-        let count = rx.len.div_ceil(segment.max(1)).max(1);
+        let len = rx.len;
+        // (A segment size of 0 would be the kernel's mistake: the buffer is then one
+        // datagram.)
+        let segment = rx
+            .segment_size
+            .filter(|s| *s > 0 && *s < len)
+            .unwrap_or(len);
         let local = SocketAddr::new(
             rx.destination.map_or(local.ip(), |ip| ip.to_canonical()),
             local.port(),
         );
         let remote = canonical(rx.source);
-        let message = |i: usize| Message {
-            remote,
-            local,
-            data: &bytes[(i * segment).min(rx.len)..((i + 1) * segment).min(rx.len)],
-            truncated: rx.truncated && i + 1 == count,
-        };
         let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
             return (0, false);
         };
+        let count = len.div_ceil(segment.max(1)).max(1);
         st.counters.datagrams_received += count as u64;
         let Some(mut handler) = st.handler.take() else {
             return (0, false);
@@ -562,10 +587,27 @@ impl<S: 'static> Reactor<S> {
         let mut delivered = 0;
         let returned = self
             .in_handler(|r| {
-                while delivered < count {
-                    let event = DatagramEvent::MessageReceived(message(delivered));
-                    handler(r, state, DatagramSocket(key), event);
+                let mut rest = bytes;
+                loop {
+                    let (data, after) = rest.split_at(segment.min(rest.len()));
+                    let last = after.is_empty();
+                    let message = Message {
+                        remote,
+                        local,
+                        data,
+                        truncated: last && rx.truncated,
+                    };
+                    handler(
+                        r,
+                        state,
+                        DatagramSocket(key),
+                        DatagramEvent::MessageReceived(message),
+                    );
                     delivered += 1;
+                    if last {
+                        break;
+                    }
+                    rest = after;
                     match r.sources.get(key) {
                         Some(Source::Datagram(st)) if st.phase != Phase::Closed => {}
                         _ => break,
