@@ -461,11 +461,6 @@ fn run(config: &Config, report: &mut Report) {
         strace: config.strace,
         callgrind: config.callgrind && !config.quick,
     };
-    let no_callgrind = Config {
-        callgrind: false,
-        competitors: config.competitors.clone(),
-        ..count_config
-    };
 
     // Handshakes, full and resumed.
     let mut hs = [Repeats::default(), Repeats::default()];
@@ -555,7 +550,7 @@ fn run(config: &Config, report: &mut Report) {
         }
         eprintln!("suite: b4 bulk counts {}", c.name);
         bulk_counts.push(per_message(
-            &no_callgrind,
+            &count_config,
             "b4",
             &server_args(&pki, c.name, Mode::Sink),
             &|n| bulk_args(&pki, 1, n),
@@ -583,7 +578,7 @@ fn run(config: &Config, report: &mut Report) {
          answers one byte per MiB, which the client waits for. MB/s is 10⁶ bytes of \
          plaintext per second. Allocations per record are the server process's during the \
          measured MiB ÷ the records; system calls per record from runs of {bc} and {bc2} \
-         MiB. The ceiling is rustls alone in one process: the same client and server \
+         MiB{bulk_instr}. The ceiling is rustls alone in one process: the same client and server \
          configurations in memory, the server decrypting {cm} MiB of 16 KiB records \
          (`read_tls`, `process_new_packets`, `reader().read` into a 16 KiB buffer), \
          encryption not timed.\n\
@@ -612,6 +607,12 @@ fn run(config: &Config, report: &mut Report) {
         bw = counts.bulk_warm_up_mib,
         bc = counts.bulk_counted_mib,
         bc2 = 2 * counts.bulk_counted_mib,
+        bulk_instr = if count_config.callgrind {
+            let n = (counts.bulk_counted_mib / 10).max(100);
+            format!(" (instructions: {n} and {} MiB)", 2 * n)
+        } else {
+            String::new()
+        },
         cm = counts.ceiling_mib,
         idle = counts.idle,
     );
@@ -689,6 +690,9 @@ fn run(config: &Config, report: &mut Report) {
             cell(get("cpu_us_per_record"), 2),
             sys,
             which,
+            per.instructions.map_or("–".into(), |i| {
+                format!("{:.0}", i / RECORDS_PER_MIB as f64)
+            }),
             cell(get("allocs_per_record"), 2),
         ]);
     }
@@ -697,6 +701,7 @@ fn run(config: &Config, report: &mut Report) {
         cell(ceil, 0),
         ratio(bulk.get("sockloop", "mb_per_s"), ceil),
         "×1.00".into(),
+        "–".into(),
         "–".into(),
         "–".into(),
         "–".into(),
@@ -712,6 +717,7 @@ fn run(config: &Config, report: &mut Report) {
             "server CPU µs / record",
             "server syscalls / record",
             "which (per MiB)",
+            "server instructions / record",
             "server allocs / record",
         ],
         &rows,
