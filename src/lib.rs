@@ -113,6 +113,7 @@
 //! | `DatagramSocket` | [`DatagramSocket`], a `Copy` handle |
 //! | `DatagramSocket.BindEndpointAsync(host, service)` / `BindServiceNameAsync(service)` | [`DatagramSocket::bind`] / [`bind_any`](DatagramSocket::bind_any) |
 //! | `DatagramSocket.ConnectAsync(host, service)` | [`DatagramSocket::connect`]; ICMP errors come as [`DatagramEvent::Error`] |
+//! | `DatagramSocket.ConnectAsync(EndpointPair)` | [`DatagramSocket::connect_to`]`(&mut reactor, pair, handler)` (also a `SocketAddr` or a list) |
 //! | `DatagramSocket.MessageReceived` | the handler, called with [`DatagramEvent::MessageReceived`]; [`Message::reader`] gives a [`DataReader`] |
 //! | `GetOutputStreamAsync(host, service)` + writes | [`DatagramSocket::send_to`] (and [`send_to_from`](DatagramSocket::send_to_from) to pick the local address); sends in one handler call leave together when it returns |
 //! | `DatagramSocket.Control` ([`DatagramSocketControl`]: MulticastOnly, DontFragment, buffer sizes, hop limit, QualityOfService) | [`DatagramSocketControl`], given to `bind_with` / `connect_with` |

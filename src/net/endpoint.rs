@@ -11,13 +11,16 @@ use crate::net::service::IntoService;
 /// A local and a remote endpoint (`Windows.Networking.EndpointPair`): connect *from* a
 /// chosen local address and port *to* a remote host and service.
 ///
-/// Given to [`StreamSocket::connect_to`](crate::StreamSocket::connect_to), the socket
-/// is bound to the local endpoint before it connects. When the remote name resolves to
+/// Given to [`StreamSocket::connect_to`](crate::StreamSocket::connect_to) or
+/// [`DatagramSocket::connect_to`](crate::DatagramSocket::connect_to), the socket is
+/// bound to the local endpoint before it connects. When the remote name resolves to
 /// several addresses, each connection attempt binds the local address of its own family
 /// (a local domain name such as `localhost` may give one of each); attempts whose
-/// family the local host has no address of are skipped. A local port other than 0 is
-/// bound with `SO_REUSEADDR`, so that racing attempts can share it and a reconnection
-/// is not refused while the previous connection is in `TIME_WAIT`.
+/// family the local host has no address of are skipped. A stream binds a local port
+/// other than 0 with `SO_REUSEADDR`, so that racing attempts can share it and a
+/// reconnection is not refused while the previous connection is in `TIME_WAIT`; a
+/// datagram socket binds it plainly (UDP has no `TIME_WAIT`, and a port taken by
+/// another socket is refused with `AddressAlreadyInUse`).
 ///
 /// # Examples
 ///
@@ -144,9 +147,11 @@ impl fmt::Display for EndpointPair {
     }
 }
 
-/// Where [`StreamSocket::connect_to`](crate::StreamSocket::connect_to) connects: a
-/// socket address, a list of them (raced as Happy Eyeballs does), or an
-/// [`EndpointPair`]. Made with `From`/`Into`; `connect_to` takes `impl Into<Destination>`.
+/// Where [`StreamSocket::connect_to`](crate::StreamSocket::connect_to) and
+/// [`DatagramSocket::connect_to`](crate::DatagramSocket::connect_to) connect: a socket
+/// address, a list of them (raced as Happy Eyeballs does by a stream; a datagram
+/// socket takes the first it can make a socket for), or an [`EndpointPair`]. Made with
+/// `From`/`Into`; `connect_to` takes `impl Into<Destination>`.
 ///
 /// # Examples
 ///

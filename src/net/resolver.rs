@@ -51,7 +51,7 @@ pub(crate) struct Lookup {
 }
 
 /// The addresses found: remote, then local.
-type Found = (Option<Vec<SocketAddr>>, Option<Vec<SocketAddr>>);
+pub(crate) type Found = (Option<Vec<SocketAddr>>, Option<Vec<SocketAddr>>);
 
 type Answer = (Key, u32, Result<Found, Error>);
 
@@ -300,7 +300,6 @@ impl<S: 'static> Reactor<S> {
         };
         for (key, tag, answer) in resolver.take_answers() {
             if let Some(Source::Datagram(_)) = self.sources.get(key) {
-                let answer = answer.map(|(remote, _)| remote.unwrap_or_default());
                 self.datagram_resolved(key, tag, answer);
                 continue;
             }

@@ -153,8 +153,9 @@ pub(crate) struct DatagramState<S: 'static> {
     pub(crate) remote: Option<SocketAddr>,
     /// The name given to `connect`.
     host: Option<HostName>,
-    /// The options of a socket still resolving its peer's name.
-    control: Option<Box<DatagramSocketControl>>,
+    /// What a socket still resolving its peer's name (or its local one) connects
+    /// with.
+    pending: Option<Box<Pending>>,
     /// Whether the socket is IPv6 (IPv4 destinations are then sent mapped).
     pub(crate) ipv6: bool,
     pub(crate) out: SendQueue,
@@ -185,6 +186,15 @@ pub(crate) struct DatagramState<S: 'static> {
     pub(crate) resolving: std::collections::VecDeque<u32>,
 }
 
+/// A connect waiting for names: its options, the remote addresses to try in order,
+/// and the local endpoint to bind with its host's addresses.
+pub(crate) struct Pending {
+    control: DatagramSocketControl,
+    addrs: Vec<SocketAddr>,
+    local: Option<crate::net::endpoint::Local>,
+    local_addrs: Vec<SocketAddr>,
+}
+
 /// What a socket's system calls carried, for [`DatagramSocketInformation`].
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counters {
@@ -203,7 +213,7 @@ impl<S: 'static> DatagramState<S> {
             local: None,
             remote: None,
             host: None,
-            control: None,
+            pending: None,
             ipv6: false,
             out: SendQueue::default(),
             errors: Vec::new(),

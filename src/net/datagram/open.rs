@@ -8,13 +8,15 @@ use mio::Interest;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{
-    DatagramEvent, DatagramHandler, DatagramSocket, DatagramSocketControl, DatagramState, Phase,
+    DatagramEvent, DatagramHandler, DatagramSocket, DatagramSocketControl, DatagramState, Pending,
+    Phase,
 };
 use crate::error::{Error, SocketErrorStatus};
 use crate::io::sys;
+use crate::net::endpoint::{Destination, Local, Remote};
 use crate::net::hostname::{resolve_blocking, IntoHostName};
 use crate::net::listener::canonical;
-use crate::net::resolver::Lookup;
+use crate::net::resolver::{Found, Lookup};
 use crate::net::service::IntoService;
 use crate::reactor::{Key, Reactor, Source};
 
@@ -165,33 +167,108 @@ impl DatagramSocket {
         control: &DatagramSocketControl,
         handler: impl FnMut(&mut Reactor<S>, &mut S, DatagramSocket, DatagramEvent<'_>) + 'static,
     ) -> Result<DatagramSocket, Error> {
-        let host = host.into_host_name()?;
-        let port = service.into_port()?;
-        if let Some(addr) = host.socket_addr(port) {
-            let socket = open(wildcard(&addr), Some(addr), control)
-                .map_err(|e| Error::from_io("connect datagram socket", e).with_address(addr))?;
-            let socket =
-                reactor.add_datagram(socket, None, control.get_batching(), Box::new(handler))?;
-            if let Some(Source::Datagram(st)) = reactor.sources.get_mut(socket.0) {
-                st.host = Some(host);
-            }
-            return Ok(socket);
-        }
+        let destination = Destination::name(host.into_host_name()?, service.into_port()?);
+        Self::connect_to_with(reactor, destination, control, handler)
+    }
+
+    /// A socket connected to a [`Destination`]: a socket address, a list of them (the
+    /// first a socket can be made for is used), or an [`EndpointPair`](crate::EndpointPair)
+    /// (`ConnectAsync(EndpointPair)` on Windows), which also says where the socket is
+    /// bound before it connects. Names, remote and local, are resolved off the loop;
+    /// the local address bound is the local host's first of the remote address's
+    /// family (the wildcard of that family when the pair leaves the local host to the
+    /// system).
+    ///
+    /// # Errors
+    ///
+    /// With addresses only: at once, the error of the last address tried
+    /// (`AddressFamilyNotSupported` when no local address has a remote address's
+    /// family, `CannotAssignRequestedAddress` for a local address that is not this
+    /// host's, `AddressAlreadyInUse` for a local port taken). With names, the same
+    /// are reported as `Closed(Err)`.
+    ///
+    /// # Examples
+    ///
+    /// From 127.0.0.2, any port, to port 9 of 127.0.0.1:
+    ///
+    /// ```
+    /// use sockloop::{DatagramSocket, EndpointPair, Reactor};
+    ///
+    /// let mut reactor = Reactor::<()>::new()?;
+    /// let pair = EndpointPair::new("127.0.0.2", 0, "127.0.0.1", 9)?;
+    /// let socket = DatagramSocket::connect_to(&mut reactor, pair, |_, _, _, _| {})?;
+    /// let local = socket.information(&reactor)?.local_address.unwrap();
+    /// assert_eq!(local.ip().to_string(), "127.0.0.2");
+    /// socket.send(&mut reactor, b"discard me")?;
+    /// socket.close(&mut reactor)?;
+    /// # Ok::<(), sockloop::Error>(())
+    /// ```
+    pub fn connect_to<S: 'static>(
+        reactor: &mut Reactor<S>,
+        destination: impl Into<Destination>,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, DatagramSocket, DatagramEvent<'_>) + 'static,
+    ) -> Result<DatagramSocket, Error> {
+        Self::connect_to_with(reactor, destination, &DatagramSocketControl::new(), handler)
+    }
+
+    /// [`connect_to`](Self::connect_to) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_to`](Self::connect_to).
+    pub fn connect_to_with<S: 'static>(
+        reactor: &mut Reactor<S>,
+        destination: impl Into<Destination>,
+        control: &DatagramSocketControl,
+        handler: impl FnMut(&mut Reactor<S>, &mut S, DatagramSocket, DatagramEvent<'_>) + 'static,
+    ) -> Result<DatagramSocket, Error> {
+        let destination = destination.into();
+        destination.check()?;
         let mut st = DatagramState::new(Box::new(handler));
-        st.host = Some(host.clone());
-        st.control = Some(Box::new(control.clone()));
+        st.host = destination.host_name();
         st.batching = control.get_batching();
-        let key = reactor.insert_source(Source::Datagram(Box::new(st)))?;
-        let lookup = Lookup {
-            remote: Some((host, port)),
+        let mut pending = Box::new(Pending {
+            control: control.clone(),
+            addrs: Vec::new(),
+            local: destination.local,
+            local_addrs: Vec::new(),
+        });
+        let mut lookup = Lookup {
+            remote: None,
             local: None,
             tag: 0,
         };
-        if let Err(e) = reactor.request_resolution(key, lookup) {
-            reactor.remove_source(key);
-            return Err(e);
+        match destination.remote {
+            Remote::Name(host, port) => match host.socket_addr(port) {
+                Some(addr) => pending.addrs.push(addr),
+                None => lookup.remote = Some((host, port)),
+            },
+            Remote::Addresses(addrs) => pending.addrs = addrs,
         }
-        Ok(DatagramSocket(key))
+        if let Some(Local {
+            host: Some(host),
+            port,
+        }) = &pending.local
+        {
+            match host.socket_addr(*port) {
+                Some(addr) => pending.local_addrs.push(addr),
+                None => lookup.local = Some((host.clone(), *port)),
+            }
+        }
+        st.pending = Some(pending);
+        let key = reactor.insert_source(Source::Datagram(Box::new(st)))?;
+        let result = if lookup.remote.is_none() && lookup.local.is_none() {
+            reactor.connect_datagram(key)
+        } else {
+            reactor.request_resolution(key, lookup)
+        };
+        match result {
+            Ok(()) => Ok(DatagramSocket(key)),
+            Err(e) => {
+                reactor.remove_source(key);
+                Err(e)
+            }
+        }
     }
 
     /// Adopts a `std` UDP socket, bound or connected (made non-blocking here). The
@@ -311,61 +388,95 @@ impl<S: 'static> Reactor<S> {
             st.gro = gro;
             st.destinations = canonical(local).ip().is_unspecified();
             st.phase = Phase::Open;
-            st.control = None;
+            st.pending = None;
         }
         log::debug!("datagram socket {key:?} on {local} (peer {remote:?})");
         Ok(())
     }
 
-    /// The resolver's answer for a connecting socket: connect to the first address
-    /// a socket can be made for.
-    pub(crate) fn datagram_resolved(
-        &mut self,
-        key: Key,
-        tag: u32,
-        answer: Result<Vec<SocketAddr>, Error>,
-    ) {
+    /// The resolver's answer for a socket: a destination given by name
+    /// ([`output_to`](DatagramSocket::output_to)) once open, else the names of the
+    /// socket's own connect, after which it connects.
+    pub(crate) fn datagram_resolved(&mut self, key: Key, tag: u32, answer: Result<Found, Error>) {
         let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
             return;
         };
         if st.phase == Phase::Open {
+            let answer = answer.map(|(remote, _)| remote.unwrap_or_default());
             self.output_resolved(key, tag, answer);
             return;
         }
         if st.phase != Phase::Resolving {
             return;
         }
-        let control = st.control.take().unwrap_or_default();
+        let result = match (answer, st.pending.as_mut()) {
+            (Ok((remote, local)), Some(pending)) => {
+                if let Some(addrs) = remote {
+                    pending.addrs = addrs;
+                }
+                if let Some(addrs) = local {
+                    pending.local_addrs = addrs;
+                }
+                self.connect_datagram(key)
+            }
+            (Ok(_), None) => return,
+            (Err(e), _) => Err(e),
+        };
+        if let Err(failure) = result {
+            if let Some(Source::Datagram(st)) = self.sources.get_mut(key) {
+                st.phase = Phase::Closed;
+                st.pending = None;
+                st.out.clear();
+            }
+            self.finish_later(key, Err(failure));
+        }
+    }
+
+    /// Connects a resolving socket whose addresses are known: to the first remote
+    /// address a socket can be made for, bound to the local endpoint asked for (the
+    /// local host's first address of that family) or to the wildcard. What was sent
+    /// meanwhile leaves then. Returns the last failure when none works.
+    fn connect_datagram(&mut self, key: Key) -> Result<(), Error> {
+        let Some(Source::Datagram(st)) = self.sources.get_mut(key) else {
+            return Ok(());
+        };
+        let Some(pending) = st.pending.take() else {
+            return Ok(());
+        };
         let mut failure = Error::new(
             SocketErrorStatus::NoAddressesFound,
             "connect datagram socket",
         );
-        match answer {
-            Ok(addrs) => {
-                for addr in addrs {
-                    match open(wildcard(&addr), Some(addr), &control) {
-                        Ok(socket) => match self.open_datagram(key, socket, Some(addr)) {
-                            Ok(()) => {
-                                // What was sent while resolving leaves now.
-                                self.flush_datagram(key);
-                                return;
-                            }
-                            Err(e) => failure = e,
-                        },
-                        Err(e) => {
-                            failure =
-                                Error::from_io("connect datagram socket", e).with_address(addr)
-                        }
+        for &addr in &pending.addrs {
+            let local = match &pending.local {
+                None => wildcard(&addr),
+                Some(local) => match local.for_remote(&pending.local_addrs, addr) {
+                    Some(local) => local,
+                    None => {
+                        failure = Error::new(
+                            SocketErrorStatus::AddressFamilyNotSupported,
+                            "connect datagram socket",
+                        )
+                        .with_address(addr)
+                        .with_detail("the local host has no address of this family");
+                        continue;
                     }
+                },
+            };
+            match open(local, Some(addr), &pending.control) {
+                Ok(socket) => match self.open_datagram(key, socket, Some(addr)) {
+                    Ok(()) => {
+                        self.flush_datagram(key);
+                        return Ok(());
+                    }
+                    Err(e) => failure = e,
+                },
+                Err(e) => {
+                    failure = Error::from_io("connect datagram socket", e).with_address(addr);
                 }
             }
-            Err(e) => failure = e,
         }
-        if let Some(Source::Datagram(st)) = self.sources.get_mut(key) {
-            st.phase = Phase::Closed;
-            st.out.clear();
-        }
-        self.finish_later(key, Err(failure));
+        Err(failure)
     }
 }
 
