@@ -797,3 +797,83 @@ fn a_train_of_segments_arrives_as_its_datagrams_in_order() {
     r.turn(&mut seen, Some(Duration::from_millis(50))).unwrap();
     assert_eq!(seen.got.len(), 133);
 }
+
+/// A train given whole with nothing queued before it leaves within the call, from the
+/// caller's buffer (one GSO send, or the queue where the kernel refuses GSO); what is
+/// sent after it in the same call follows it, in order.
+#[test]
+fn a_train_with_nothing_queued_leaves_at_once_and_what_follows_comes_after() {
+    let mut r = Reactor::<Log>::new().unwrap();
+    let receiver = DatagramSocket::bind(&mut r, "127.0.0.1", 0, log).unwrap();
+    let to = local(&r, receiver);
+    let sender = DatagramSocket::bind(&mut r, "127.0.0.1", 0, log).unwrap();
+    // 40 datagrams of 50 bytes, each byte telling its datagram.
+    let train: Vec<u8> = (0..2_000usize).map(|i| (i / 50) as u8).collect();
+    r.set_timer(Duration::ZERO, move |r, _, _| {
+        sender.send_segments_to(r, to, &train, 50).unwrap();
+        let info = sender.information(r).unwrap();
+        if kernel_has_gso() {
+            assert_eq!((info.datagrams_sent, info.send_calls), (40, 1));
+            assert_eq!(info.queued_datagrams, 0);
+        } else {
+            println!("kernel older than 4.18, without UDP GSO: the train was queued");
+            assert_eq!(info.queued_datagrams, 40);
+        }
+        sender.send_to(r, to, b"after").unwrap();
+    });
+    let mut seen = Log::default();
+    run_until(&mut r, &mut seen, LIMIT, |l| l.got.len() == 41);
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors);
+    for i in 0..40 {
+        assert_eq!(
+            seen.got[i].3,
+            vec![i as u8; 50],
+            "datagram {i} of the train"
+        );
+    }
+    assert_eq!(seen.got[40].3, b"after");
+}
+
+/// UDP GSO (`UDP_SEGMENT`) came with Linux 4.18.
+fn kernel_has_gso() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (4, 18)
+}
+
+/// A train longer than one GSO send takes leaves in as many sends as needed (54
+/// datagrams of 1,200 bytes fit in one), all within the call.
+#[test]
+fn a_train_longer_than_one_send_leaves_in_several() {
+    let mut r = Reactor::<Log>::new().unwrap();
+    let receiver = DatagramSocket::bind_with(
+        &mut r,
+        "127.0.0.1",
+        0,
+        &DatagramSocketControl::new().inbound_buffer_size(Some(1 << 20)),
+        log,
+    )
+    .unwrap();
+    let to = local(&r, receiver);
+    let sender = DatagramSocket::bind(&mut r, "127.0.0.1", 0, log).unwrap();
+    let train: Vec<u8> = (0..64 * 1_200usize).map(|i| (i / 1_200) as u8).collect();
+    r.set_timer(Duration::ZERO, move |r, _, _| {
+        sender.send_segments_to(r, to, &train, 1_200).unwrap();
+        let info = sender.information(r).unwrap();
+        if kernel_has_gso() {
+            assert_eq!((info.datagrams_sent, info.send_calls), (64, 2));
+        } else {
+            println!("kernel older than 4.18, without UDP GSO: the train was queued");
+        }
+    });
+    let mut seen = Log::default();
+    run_until(&mut r, &mut seen, LIMIT, |l| l.got.len() == 64);
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors);
+    for (i, m) in seen.got.iter().enumerate() {
+        assert_eq!(m.3, vec![i as u8; 1_200], "datagram {i} of the train");
+    }
+}

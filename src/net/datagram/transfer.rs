@@ -124,7 +124,10 @@ impl DatagramSocket {
     /// `data.chunks(segment_size)`, in order, queued in one step — for a sender that
     /// builds its datagrams one after the other in one buffer (QUIC packets, media
     /// frames). Such a train leaves with one UDP GSO `sendmsg` where the kernel has it
-    /// (at most 64 datagrams a call). Empty `data` sends nothing.
+    /// (at most 64 datagrams, and 65,507 bytes, a call). When nothing is queued before
+    /// it on an unconnected socket, it leaves during the call, from `data` itself (no
+    /// copy); what the kernel does not take then is queued as usual. Empty `data`
+    /// sends nothing.
     ///
     /// # Errors
     ///
@@ -343,7 +346,28 @@ impl<S: 'static> Reactor<S> {
             st.over_high = true;
             return Err(Error::refused(operation, queued, data.len(), limit));
         }
-        if segment == data.len() {
+        // A train given whole, with nothing queued before it, leaves at once from the
+        // caller's buffer in GSO sends (what a flush would make of it, without the
+        // copy); what the kernel does not take is queued below. Only on an
+        // unconnected socket, which learns of no ICMP errors: a failure here is then
+        // the train's own, and the queue tries again and reports it as for any
+        // datagram.
+        let mut data = data;
+        if segment < data.len()
+            && st.gso
+            && st.out.is_empty()
+            && st.remote.is_none()
+            && from.is_none()
+            && st.phase == Phase::Open
+        {
+            if let (Some(to), Some(io)) = (to, st.io.as_ref()) {
+                data = &data[send_trains_now(io, data, segment, to, &mut st.counters)..];
+                if data.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+        if segment >= data.len() {
             st.out.push(data, to, from);
         } else {
             st.out.push_segments(data, segment, to, from);
@@ -703,6 +727,42 @@ fn gso_run(out: &SendQueue) -> (usize, usize) {
     } else {
         (full, size)
     }
+}
+
+/// Sends `data` to `to` as GSO trains of `segment`-byte datagrams, each as long as
+/// the kernel takes in one send (at most [`sys::GSO_MAX_SEGMENTS`] datagrams and one
+/// IPv4 datagram's bytes), until one does not leave. Returns how many bytes left, a
+/// whole number of datagrams.
+fn send_trains_now(
+    io: &mio::net::UdpSocket,
+    data: &[u8],
+    segment: usize,
+    to: SocketAddr,
+    counters: &mut super::Counters,
+) -> usize {
+    let Ok(size) = u16::try_from(segment) else {
+        return 0;
+    };
+    let per_send = sys::GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / segment.max(1));
+    if per_send < 2 {
+        return 0;
+    }
+    let mut sent = 0;
+    for train in data.chunks(per_send * segment) {
+        let outgoing = sys::Outgoing {
+            data: train,
+            to: Some(to),
+            from: None,
+            segment: (train.len() > segment).then_some(size),
+        };
+        counters.send_calls += 1;
+        if sys::send_msg(io, &outgoing).is_err() {
+            break;
+        }
+        counters.datagrams_sent += train.len().div_ceil(segment) as u64;
+        sent += train.len();
+    }
+    sent
 }
 
 /// How many of the oldest `limit` queued datagrams come before the first one that
