@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 
 use crate::error::{Error, Result, SocketErrorStatus};
 use crate::net::hostname::{HostName, IntoHostName};
+use crate::net::resolver::Lookup;
 use crate::net::service::IntoService;
 
 /// A local and a remote endpoint (`Windows.Networking.EndpointPair`): connect *from* a
@@ -201,6 +202,40 @@ impl Destination {
         }
     }
 
+    /// What is known now and what is still to resolve: the remote addresses (in the
+    /// order given), the local endpoint with the addresses of its host, and the lookup
+    /// of the names among them (none when both sides are addresses).
+    pub(crate) fn split(self) -> Split {
+        let mut split = Split {
+            addrs: Vec::new(),
+            local: self.local,
+            local_addrs: Vec::new(),
+            lookup: Lookup {
+                remote: None,
+                local: None,
+                tag: 0,
+            },
+        };
+        match self.remote {
+            Remote::Name(host, port) => match host.socket_addr(port) {
+                Some(addr) => split.addrs.push(addr),
+                None => split.lookup.remote = Some((host, port)),
+            },
+            Remote::Addresses(addrs) => split.addrs = addrs,
+        }
+        if let Some(Local {
+            host: Some(host),
+            port,
+        }) = &split.local
+        {
+            match host.socket_addr(*port) {
+                Some(addr) => split.local_addrs.push(addr),
+                None => split.lookup.local = Some((host.clone(), *port)),
+            }
+        }
+        split
+    }
+
     /// `InvalidArgument` for an empty list of addresses.
     pub(crate) fn check(&self) -> Result<()> {
         match &self.remote {
@@ -210,6 +245,21 @@ impl Destination {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// A [`Destination`] taken apart ([`Destination::split`]).
+pub(crate) struct Split {
+    pub(crate) addrs: Vec<SocketAddr>,
+    pub(crate) local: Option<Local>,
+    pub(crate) local_addrs: Vec<SocketAddr>,
+    pub(crate) lookup: Lookup,
+}
+
+impl Split {
+    /// Whether every name is an address literal: nothing to resolve.
+    pub(crate) fn resolved(&self) -> bool {
+        self.lookup.remote.is_none() && self.lookup.local.is_none()
     }
 }
 

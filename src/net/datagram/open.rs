@@ -13,10 +13,10 @@ use super::{
 };
 use crate::error::{Error, SocketErrorStatus};
 use crate::io::sys;
-use crate::net::endpoint::{Destination, Local, Remote};
+use crate::net::endpoint::Destination;
 use crate::net::hostname::{resolve_blocking, IntoHostName};
 use crate::net::listener::canonical;
-use crate::net::resolver::{Found, Lookup};
+use crate::net::resolver::Found;
 use crate::net::service::IntoService;
 use crate::reactor::{Key, Reactor, Source};
 
@@ -227,40 +227,19 @@ impl DatagramSocket {
         let mut st = DatagramState::new(Box::new(handler));
         st.host = destination.host_name();
         st.batching = control.get_batching();
-        let mut pending = Box::new(Pending {
+        let split = destination.split();
+        let resolved = split.resolved();
+        st.pending = Some(Box::new(Pending {
             control: control.clone(),
-            addrs: Vec::new(),
-            local: destination.local,
-            local_addrs: Vec::new(),
-        });
-        let mut lookup = Lookup {
-            remote: None,
-            local: None,
-            tag: 0,
-        };
-        match destination.remote {
-            Remote::Name(host, port) => match host.socket_addr(port) {
-                Some(addr) => pending.addrs.push(addr),
-                None => lookup.remote = Some((host, port)),
-            },
-            Remote::Addresses(addrs) => pending.addrs = addrs,
-        }
-        if let Some(Local {
-            host: Some(host),
-            port,
-        }) = &pending.local
-        {
-            match host.socket_addr(*port) {
-                Some(addr) => pending.local_addrs.push(addr),
-                None => lookup.local = Some((host.clone(), *port)),
-            }
-        }
-        st.pending = Some(pending);
+            addrs: split.addrs,
+            local: split.local,
+            local_addrs: split.local_addrs,
+        }));
         let key = reactor.insert_source(Source::Datagram(Box::new(st)))?;
-        let result = if lookup.remote.is_none() && lookup.local.is_none() {
+        let result = if resolved {
             reactor.connect_datagram(key)
         } else {
-            reactor.request_resolution(key, lookup)
+            reactor.request_resolution(key, split.lookup)
         };
         match result {
             Ok(()) => Ok(DatagramSocket(key)),

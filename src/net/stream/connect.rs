@@ -12,9 +12,9 @@ use super::state::{Phase, StreamState};
 use super::{StreamEvent, StreamSocket};
 use crate::error::{Error, SocketErrorStatus};
 use crate::net::control::StreamSocketControl;
-use crate::net::endpoint::{Destination, Local, Remote};
+use crate::net::endpoint::{Destination, Local};
 use crate::net::hostname::{interleave_families, IntoHostName};
-use crate::net::resolver::{Lookup, ATTEMPT_DELAY};
+use crate::net::resolver::ATTEMPT_DELAY;
 use crate::net::service::IntoService;
 use crate::reactor::{Key, Reactor, Source, SourceTimer};
 
@@ -200,47 +200,26 @@ impl<S: 'static> Reactor<S> {
             key,
             SourceTimer::ConnectTimeout,
         );
-        let mut plan = Box::new(Connecting {
+        let split = destination.split();
+        let resolved = split.resolved();
+        // The caller's first address says which family goes first (RFC 8305 §4).
+        let first_is_v6 = split.addrs.first().is_some_and(SocketAddr::is_ipv6);
+        let plan = Box::new(Connecting {
             control: control.clone(),
-            addrs: Vec::new(),
-            local: destination.local,
-            local_addrs: Vec::new(),
+            addrs: interleave_families(split.addrs, first_is_v6),
+            local: split.local,
+            local_addrs: split.local_addrs,
             next: 0,
             attempts: Vec::new(),
             last_error: None,
             stagger: None,
             timeout: Some(timeout),
         });
-        let mut lookup = Lookup {
-            remote: None,
-            local: None,
-            tag: 0,
-        };
-        match destination.remote {
-            Remote::Name(host, port) => match host.socket_addr(port) {
-                Some(addr) => plan.addrs.push(addr),
-                None => lookup.remote = Some((host, port)),
-            },
-            Remote::Addresses(addrs) => {
-                // The caller's first address says which family goes first (RFC 8305 §4).
-                let first_is_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
-                plan.addrs = interleave_families(addrs, first_is_v6);
-            }
-        }
-        if let Some(Local {
-            host: Some(host),
-            port,
-        }) = &plan.local
-        {
-            match host.socket_addr(*port) {
-                Some(addr) => plan.local_addrs.push(addr),
-                None => lookup.local = Some((host.clone(), *port)),
-            }
-        }
+        let lookup = split.lookup;
         if let Some(Source::Stream(st)) = self.sources.get_mut(key) {
             st.cold().connect = Some(plan);
         }
-        if lookup.remote.is_none() && lookup.local.is_none() {
+        if resolved {
             self.start_connecting(key);
             return;
         }
