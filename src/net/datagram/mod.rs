@@ -44,7 +44,10 @@ fn stale(operation: &'static str) -> Error {
 /// `InvalidHandle` error, never another socket's data. Datagrams arrive in the
 /// handler as [`DatagramEvent::MessageReceived`]; datagrams sent during one handler
 /// call leave when it returns, in the order sent and in as few system calls as the
-/// kernel allows.
+/// kernel allows — except a train given to
+/// [`send_segments_to`](DatagramSocket::send_segments_to) on an unconnected socket
+/// with nothing queued, which leaves during the call (and so leaves even if the
+/// handler then panics, when what is queued is dropped).
 ///
 /// # Implementation notes
 ///
@@ -177,9 +180,6 @@ pub(crate) struct DatagramState<S: 'static> {
     pub(crate) gso: bool,
     /// The kernel may coalesce received datagrams (`UDP_GRO` is on).
     pub(crate) gro: bool,
-    /// Each datagram's destination is asked for (the socket is bound to a wildcard):
-    /// a single receive needs `recvmsg` and its control messages.
-    pub(crate) destinations: bool,
     pub(crate) counters: Counters,
     /// Destinations given by name ([`DatagramSocket::output_to`]).
     pub(crate) outputs: Vec<output::Named>,
@@ -226,7 +226,6 @@ impl<S: 'static> DatagramState<S> {
             batching: true,
             gso: false,
             gro: false,
-            destinations: true,
             counters: Counters::default(),
             outputs: Vec::new(),
             resolving: std::collections::VecDeque::new(),

@@ -250,8 +250,9 @@ impl DatagramSocket {
         }
     }
 
-    /// Adopts a `std` UDP socket, bound or connected (made non-blocking here). The
-    /// local address of each datagram is asked for; the other options stay as they are.
+    /// Adopts a `std` UDP socket, bound or connected (made non-blocking here). On a
+    /// socket bound to a wildcard, the local address of each datagram is asked for;
+    /// the other options stay as they are.
     ///
     /// # Errors
     ///
@@ -365,7 +366,6 @@ impl<S: 'static> Reactor<S> {
             st.io = Some(io);
             st.gso = st.batching;
             st.gro = gro;
-            st.destinations = canonical(local).ip().is_unspecified();
             st.phase = Phase::Open;
             st.pending = None;
         }

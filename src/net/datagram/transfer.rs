@@ -506,13 +506,15 @@ impl<S: 'static> Reactor<S> {
                     slot,
                     &mut self.datagram_received,
                 )
-            } else if st.gro || st.destinations {
-                sys::recv_msg(io, &mut self.scratch).map(|rx| {
-                    one[0] = rx;
-                    1
-                })
             } else {
-                sys::recv_from(io, &mut self.scratch).map(|rx| {
+                // Control messages to read (the GRO segment size, or the destination a
+                // socket bound to a wildcard asks for) need `recvmsg`.
+                let rx = if st.gro || local.ip().is_unspecified() {
+                    sys::recv_msg(io, &mut self.scratch)
+                } else {
+                    sys::recv_from(io, &mut self.scratch)
+                };
+                rx.map(|rx| {
                     one[0] = rx;
                     1
                 })
