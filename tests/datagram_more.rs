@@ -877,3 +877,201 @@ fn a_train_longer_than_one_send_leaves_in_several() {
         assert_eq!(m.3, vec![i as u8; 1_200], "datagram {i} of the train");
     }
 }
+
+/// A UDP socket is woken as writable each time the kernel frees one of its sent
+/// datagrams: registered for writability, a socket that sends would cost the poller
+/// an event (and the loop its dispatch) every turn. A socket with nothing queued is
+/// not registered for it, so sending makes no kernel events.
+#[test]
+fn sending_makes_no_kernel_events_while_nothing_is_queued() {
+    let mut r = Reactor::<Got>::new().unwrap();
+    let sender = DatagramSocket::bind(&mut r, "127.0.0.1", 0, record).unwrap();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = sink.local_addr().unwrap();
+    let mut got = Got::new();
+    // Through the queue's flush (outside a handler) and from a handler call.
+    let mut events = 0;
+    for i in 0..50u8 {
+        sender.send_to(&mut r, to, &[i; 64]).unwrap();
+        events += r.turn(&mut got, Some(Duration::ZERO)).unwrap();
+    }
+    let timer_sender = sender;
+    r.set_timer(Duration::ZERO, move |r, _, _| {
+        for i in 0..50u8 {
+            timer_sender.send_to(r, to, &[i; 64]).unwrap();
+        }
+    });
+    for _ in 0..10 {
+        events += r.turn(&mut got, Some(Duration::ZERO)).unwrap();
+    }
+    assert_eq!(sender.information(&r).unwrap().datagrams_sent, 100);
+    assert_eq!(events, 0, "kernel events on a socket that only sends");
+    let mut buf = [0; 128];
+    sink.set_read_timeout(Some(LIMIT)).unwrap();
+    for _ in 0..100 {
+        assert_eq!(sink.recv(&mut buf).unwrap(), 64);
+    }
+}
+
+#[test]
+fn a_full_send_buffer_waits_for_room_in_a_namespace() {
+    in_netns("full", "inside_netns_a_full_send_buffer_waits_for_room");
+}
+
+/// With a rate-limited queueing discipline on `lo` (tbf, 20 Mbit/s), sent datagrams
+/// stay charged to their socket's small send buffer until the discipline lets them
+/// go, and the kernel refuses more: the rest wait in the socket's queue and leave as
+/// the kernel makes room (the socket is then registered for writability). Every one
+/// arrives, in order; `Drained` comes once the queue is below its low watermark.
+#[test]
+#[ignore = "run inside a network namespace by a_full_send_buffer_waits_for_room_in_a_namespace"]
+fn inside_netns_a_full_send_buffer_waits_for_room() {
+    let Some(ns) = netns_only() else { return };
+    let tc = std::process::Command::new("tc")
+        .args(["-n", &ns, "qdisc", "add", "dev", "lo", "root", "tbf"])
+        .args(["rate", "20mbit", "burst", "16kb", "latency", "10s"])
+        .output();
+    match tc {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "tc cannot add a tbf qdisc: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => {
+            println!("SKIP: `tc` cannot be run ({e}): no rate-limited discipline to fill the send buffer");
+            return;
+        }
+    }
+    #[derive(Default)]
+    struct Seen {
+        got: Vec<Vec<u8>>,
+        drained: usize,
+        errors: Vec<sockloop::Error>,
+    }
+    const COUNT: usize = 500;
+    let mut r = Reactor::<Seen>::new().unwrap();
+    let big = DatagramSocketControl::new().inbound_buffer_size(Some(4 << 20));
+    let receiver =
+        DatagramSocket::bind_with(&mut r, "127.0.0.1", 0, &big, |_, seen: &mut Seen, _, e| {
+            if let DatagramEvent::MessageReceived(m) = e {
+                seen.got.push(m.data.to_vec());
+            }
+        })
+        .unwrap();
+    let to = local(&r, receiver);
+    let small = DatagramSocketControl::new()
+        .outbound_buffer_size(Some(4096))
+        .batching(false);
+    let sender = DatagramSocket::bind_with(
+        &mut r,
+        "127.0.0.1",
+        0,
+        &small,
+        |_, seen: &mut Seen, _, e| match e {
+            DatagramEvent::Drained => seen.drained += 1,
+            DatagramEvent::Error(e) => seen.errors.push(e),
+            _ => {}
+        },
+    )
+    .unwrap();
+    r.set_timer(Duration::ZERO, move |r, _, _| {
+        for i in 0..COUNT {
+            let mut d = vec![(i % 251) as u8; 1_000];
+            d[..4].copy_from_slice(&(i as u32).to_be_bytes());
+            sender.send_to(r, to, &d).unwrap();
+        }
+    });
+    let mut seen = Seen::default();
+    r.turn(&mut seen, Some(Duration::ZERO)).unwrap();
+    let waiting = sender.information(&r).unwrap().queued_bytes;
+    println!("after the handler returned: {waiting} bytes waiting for the kernel");
+    assert!(
+        waiting > 0,
+        "the kernel took all {COUNT} datagrams at once: no back-pressure shown"
+    );
+    run_until(&mut r, &mut seen, LIMIT, |s| {
+        s.got.len() == COUNT && s.drained > 0
+    });
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors);
+    for (i, d) in seen.got.iter().enumerate() {
+        assert_eq!(d[..4], (i as u32).to_be_bytes(), "datagram {i} in order");
+        assert_eq!(d.len(), 1_000);
+    }
+    let info = sender.information(&r).unwrap();
+    assert_eq!((info.datagrams_sent, info.queued_bytes), (COUNT as u64, 0));
+    assert_eq!(seen.drained, 1);
+}
+
+/// In one handler call: datagrams after the first to a destination join its run;
+/// one to another destination, or longer, starts a new run; a `send` of a connected
+/// socket likewise; after `close` in the same call, a send is refused (the socket is
+/// closed) and what was accepted before arrives, each datagram whole and in order.
+#[test]
+fn sends_in_one_handler_call_keep_their_order_and_close_ends_them() {
+    let sink_a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink_b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (a, b) = (sink_a.local_addr().unwrap(), sink_b.local_addr().unwrap());
+    #[derive(Default)]
+    struct Out {
+        after_close: Option<sockloop::Error>,
+        connected_after_close: Option<sockloop::Error>,
+    }
+    let mut r = Reactor::<Out>::new().unwrap();
+    let sender = DatagramSocket::bind(&mut r, "127.0.0.1", 0, |_, _, _, _| {}).unwrap();
+    let connected =
+        DatagramSocket::connect(&mut r, "127.0.0.1", b.port(), |_, _, _, _| {}).unwrap();
+    r.set_timer(Duration::ZERO, move |r, out: &mut Out, _| {
+        for i in 0..10u8 {
+            sender.send_to(r, a, &[i; 100]).unwrap();
+        }
+        sender.send_to(r, b, &[100; 100]).unwrap();
+        sender.send_to(r, a, &[10; 100]).unwrap();
+        sender.send_to(r, a, &[11; 200]).unwrap();
+        sender.send_to(r, a, &[12; 50]).unwrap();
+        sender.send_to(r, a, &[13; 50]).unwrap();
+        for i in 0..5u8 {
+            connected.send(r, &[200 + i; 30]).unwrap();
+        }
+        sender.close(r).unwrap();
+        out.after_close = sender.send_to(r, a, &[99; 100]).err();
+        connected.close(r).unwrap();
+        out.connected_after_close = connected.send(r, &[99; 30]).err();
+    });
+    let mut out = Out::default();
+    for _ in 0..10 {
+        r.turn(&mut out, Some(Duration::ZERO)).unwrap();
+    }
+    let refused = out.after_close.expect("send_to after close is refused");
+    assert_eq!(
+        refused.status(),
+        sockloop::SocketErrorStatus::InvalidHandle,
+        "{refused}"
+    );
+    let refused = out
+        .connected_after_close
+        .expect("send after close is refused");
+    assert_eq!(
+        refused.status(),
+        sockloop::SocketErrorStatus::InvalidHandle,
+        "{refused}"
+    );
+    let read = |sink: &UdpSocket, n: usize| -> Vec<Vec<u8>> {
+        sink.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0; 1024];
+        while let Ok(len) = sink.recv(&mut buf) {
+            got.push(buf[..len].to_vec());
+            if got.len() > n {
+                break;
+            }
+        }
+        got
+    };
+    let mut want_a: Vec<Vec<u8>> = (0..11u8).map(|i| vec![i; 100]).collect();
+    want_a.extend([vec![11; 200], vec![12; 50], vec![13; 50]]);
+    assert_eq!(read(&sink_a, want_a.len()), want_a);
+    let mut want_b = vec![vec![100u8; 100]];
+    want_b.extend((0..5u8).map(|i| vec![200 + i; 30]));
+    assert_eq!(read(&sink_b, want_b.len()), want_b);
+}

@@ -172,6 +172,11 @@ pub(crate) struct DatagramState<S: 'static> {
     pub(crate) report_queued: bool,
     /// Queued to be flushed when the running handler returns.
     pub(crate) dirty: bool,
+    /// Registered for writability: only while datagrams wait in `out`. A UDP
+    /// socket is woken as writable each time the kernel frees one of its sent
+    /// datagrams, so that a socket registered for it always would get an event a
+    /// turn while it sends.
+    pub(crate) write_interest: bool,
     /// Queued to be served next turn (it went over its read budget).
     pub(crate) queued_ready: bool,
     /// `sendmmsg` and GSO allowed ([`DatagramSocketControl::batching`]).
@@ -222,6 +227,7 @@ impl<S: 'static> DatagramState<S> {
             drained_due: false,
             report_queued: false,
             dirty: false,
+            write_interest: false,
             queued_ready: false,
             batching: true,
             gso: false,

@@ -353,11 +353,7 @@ impl<S: 'static> Reactor<S> {
         let mut io = UdpSocket::from_std(socket);
         self.poll
             .registry()
-            .register(
-                &mut io,
-                key.token(),
-                Interest::READABLE | Interest::WRITABLE,
-            )
+            .register(&mut io, key.token(), Interest::READABLE)
             .map_err(|e| Error::from_io("register datagram socket", e).with_address(local))?;
         if let Some(Source::Datagram(st)) = self.sources.get_mut(key) {
             st.ipv6 = local.is_ipv6();

@@ -89,23 +89,37 @@ impl SendQueue {
 
     #[inline]
     pub(crate) fn push(&mut self, data: &[u8], to: Option<SocketAddr>, from: Option<IpAddr>) {
-        if let Some(run) = self.runs.back_mut() {
-            // Joins the last run: same way, the run not ended by a shorter datagram,
-            // and not longer than the run's datagrams (a zero-length one never joins).
-            if run.last == run.size
-                && !data.is_empty()
-                && data.len() <= run.size
-                && run.to == to
-                && run.from == from
-            {
-                run.count += 1;
-                run.last = data.len();
-                self.datagrams += 1;
-                self.bytes.extend_from_slice(data);
-                return;
-            }
+        if !self.join(data, to, from) {
+            self.push_run(data, to, from);
         }
-        self.push_run(data, to, from);
+    }
+
+    /// Queues `data` at the end of the last run if it can join it: same way, the run
+    /// not ended by a shorter datagram, and not longer than the run's datagrams (a
+    /// zero-length one never joins). Returns whether it did.
+    #[inline]
+    pub(crate) fn join(
+        &mut self,
+        data: &[u8],
+        to: Option<SocketAddr>,
+        from: Option<IpAddr>,
+    ) -> bool {
+        let Some(run) = self.runs.back_mut() else {
+            return false;
+        };
+        if run.last == run.size
+            && !data.is_empty()
+            && data.len() <= run.size
+            && run.to == to
+            && run.from == from
+        {
+            run.count += 1;
+            run.last = data.len();
+            self.datagrams += 1;
+            self.bytes.extend_from_slice(data);
+            return true;
+        }
+        false
     }
 
     /// Queues `data` as the first datagram of a new run.

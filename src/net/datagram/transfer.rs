@@ -5,6 +5,8 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
+use mio::Interest;
+
 use super::queue::SendQueue;
 use super::{stale, DatagramEvent, DatagramSocket, Message, Phase};
 use crate::error::{Error, SocketErrorStatus};
@@ -87,7 +89,7 @@ impl DatagramSocket {
         to: SocketAddr,
         data: &[u8],
     ) -> Result<(), Error> {
-        reactor.datagram_send(self.0, Some(to), None, data, "send to")
+        reactor.datagram_send_joining(self.0, Some(to), data, "send to")
     }
 
     /// [`send_to`](Self::send_to) from the local address `from`: the way a server
@@ -116,7 +118,7 @@ impl DatagramSocket {
     ///
     /// As [`send_to`](Self::send_to); `InvalidState` if the socket is not connected.
     pub fn send<S: 'static>(self, reactor: &mut Reactor<S>, data: &[u8]) -> Result<(), Error> {
-        reactor.datagram_send(self.0, None, None, data, "send")
+        reactor.datagram_send_joining(self.0, None, data, "send")
     }
 
     /// Sends `data` to `to` as a train of datagrams of `segment_size` bytes each (the
@@ -283,6 +285,41 @@ fn too_long(segment: usize, to: Option<SocketAddr>, operation: &'static str) -> 
 }
 
 impl<S: 'static> Reactor<S> {
+    /// A datagram sent from a handler after others the same way: it joins the run
+    /// they are queued in, without the general path's checks, which held for the
+    /// run's first datagram and hold still (the socket was open and its flush queued
+    /// for this call then, and is open now; the destination is as it was). Anything
+    /// else takes the general path.
+    #[inline]
+    fn datagram_send_joining(
+        &mut self,
+        key: Key,
+        to: Option<SocketAddr>,
+        data: &[u8],
+        operation: &'static str,
+    ) -> Result<(), Error> {
+        let (limit, high) = (self.config.write_limit, self.config.high_watermark);
+        if let Some(Source::Datagram(st)) = self.sources.get_mut(key) {
+            let usual = match to {
+                Some(SocketAddr::V4(_)) => !st.ipv6,
+                None => st.remote.is_some(),
+                Some(SocketAddr::V6(_)) => false,
+            };
+            let len = st.out.len() + data.len();
+            if st.dirty
+                && st.phase == Phase::Open
+                && usual
+                && data.len() <= MAX_PAYLOAD_V4
+                && len <= limit
+                && len <= high
+                && st.out.join(data, to, None)
+            {
+                return Ok(());
+            }
+        }
+        self.datagram_send(key, to, None, data, operation)
+    }
+
     #[inline]
     fn datagram_send(
         &mut self,
@@ -432,6 +469,27 @@ impl<S: 'static> Reactor<S> {
             }
         }
         st.errors.extend(held);
+        // Writability is asked of the kernel only while datagrams wait.
+        let waiting = !st.out.is_empty();
+        if waiting != st.write_interest {
+            let interest = if waiting {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Some(io) = st.io.as_mut() {
+                match self.poll.registry().reregister(io, key.token(), interest) {
+                    Ok(()) => st.write_interest = waiting,
+                    // Tried again at the next flush; the handler is told, as the
+                    // queue may wait until then.
+                    Err(e) if st.errors.len() < MAX_ERRORS => {
+                        st.errors
+                            .push(Error::from_io("register for writability", e));
+                    }
+                    Err(e) => log::debug!("datagram socket {key:?}: reregister: {e}"),
+                }
+            }
+        }
         let mut report = !st.errors.is_empty();
         if st.over_high && st.out.len() <= low {
             st.over_high = false;
