@@ -192,6 +192,8 @@ fn solo(args: &[String]) {
         _ => 0.0,
     };
     let received = counter.count();
+    let rx_used = counter.used.1.unwrap_or_default();
+    let rx_measured = received.saturating_sub(flow.warm_up).max(1) as f64;
     print_result(&[
         ("sent_per_s", sent_per_s),
         ("recv_per_s", recv_per_s),
@@ -200,6 +202,27 @@ fn solo(args: &[String]) {
             100.0 * total.saturating_sub(received) as f64 / total as f64,
         ),
         ("allocs_per_dgram", (a1 - a0) as f64 / measured),
+        // CPU time per datagram of each side over the measured part, the sender's
+        // without its waits for the window: the side near the wall time per
+        // datagram is the one that sets the rate.
+        (
+            "tx_busy_ns",
+            (credit.cpu_ns.1.saturating_sub(credit.cpu_ns.0) as f64
+                - credit.spun.as_nanos() as f64)
+                / measured,
+        ),
+        (
+            "rx_cpu_ns",
+            rx_used.cpu_ns.saturating_sub(counter.used.0.cpu_ns) as f64 / rx_measured,
+        ),
+        (
+            "rx_sleeps",
+            rx_used.sleeps.saturating_sub(counter.used.0.sleeps) as f64 / rx_measured,
+        ),
+        (
+            "wall_ns",
+            t1.duration_since(t0).as_nanos() as f64 / measured,
+        ),
         (
             "bad",
             flow.bad.load(std::sync::atomic::Ordering::Relaxed) as f64,
@@ -329,7 +352,13 @@ fn run(config: &Config, report: &mut Report) {
          from the sender's start to the last one, loss the \
          datagrams that never arrived. System calls per datagram are of both threads \
          (`strace -f -c`, counts at {} and {} datagrams, difference ÷ {counted}); \
-         allocations per datagram are of the whole process over the measured part.\n\n\
+         allocations per datagram are of the whole process over the measured part. \
+         Sender busy is the sending thread's CPU time per datagram over the measured part \
+         without its waits for the window, receiver CPU the receiving thread's \
+         (`/proc/thread-self/schedstat`): the side whose figure is near the wall time per \
+         datagram (10⁹ ÷ sent/s) sets the rate. Receiver sleeps are the receiving \
+         thread's voluntary context switches per datagram: each is a wake-up that the \
+         sender's `send` pays for.\n\n\
          Rows (their competitor, for `--competitors`):\n\n{described}\n",
         udp::WINDOW,
         udp::BURST,
@@ -346,6 +375,9 @@ fn run(config: &Config, report: &mut Report) {
         "send calls/dgram",
         "recv calls/dgram",
         "allocs/dgram",
+        "sender busy ns/dgram",
+        "receiver CPU ns/dgram",
+        "receiver sleeps/dgram",
         "calls (per datagram)",
     ];
     let mut table_rows = Vec::new();
@@ -365,6 +397,9 @@ fn run(config: &Config, report: &mut Report) {
                 c.map_or("–".into(), |c| format!("{:.3}", c.1)),
                 c.map_or("–".into(), |c| format!("{:.3}", c.2)),
                 cell(results.get(&name, "allocs_per_dgram"), 3),
+                cell(results.get(&name, "tx_busy_ns"), 0),
+                cell(results.get(&name, "rx_cpu_ns"), 0),
+                cell(results.get(&name, "rx_sleeps"), 3),
                 c.map_or("–".into(), |c| c.3.clone()),
             ]);
             bars.push(bar(row.label, results.get(&name, "recv_per_s")));

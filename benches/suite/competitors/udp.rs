@@ -57,6 +57,38 @@ pub struct Counter {
     pub start: Option<Instant>,
     pub last: Option<Instant>,
     idle_since: Instant,
+    /// The thread's use at the end of the warm-up and at the last datagram (or at
+    /// the end, if some never came).
+    pub used: (ThreadUse, Option<ThreadUse>),
+}
+
+/// What the calling thread used so far: CPU time (from `/proc/thread-self/schedstat`)
+/// and voluntary context switches, which for a receiver are the times it slept
+/// waiting for datagrams (each one a wake-up its sender paid for).
+#[derive(Clone, Copy, Default)]
+pub struct ThreadUse {
+    pub cpu_ns: u64,
+    pub sleeps: u64,
+}
+
+impl ThreadUse {
+    pub fn now() -> ThreadUse {
+        let cpu_ns = std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let sleeps = std::fs::read_to_string("/proc/thread-self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        ThreadUse { cpu_ns, sleeps }
+    }
 }
 
 impl Counter {
@@ -68,6 +100,7 @@ impl Counter {
             start: None,
             last: None,
             idle_since: Instant::now(),
+            used: (ThreadUse::default(), None),
         }
     }
 
@@ -81,6 +114,10 @@ impl Counter {
         self.flow.received.store(self.count, Ordering::Release);
         if self.count == self.flow.warm_up {
             self.start = Some(Instant::now());
+            self.used.0 = ThreadUse::now();
+        }
+        if self.count == self.flow.total {
+            self.used.1 = Some(ThreadUse::now());
         }
         // The clock every 64 datagrams and at the last: a clock read per datagram
         // would be a good part of the receiver's work at these rates.
@@ -96,6 +133,14 @@ impl Counter {
         if self.count >= self.flow.total {
             return true;
         }
+        let done = self.finished_waiting();
+        if done && self.used.1.is_none() {
+            self.used.1 = Some(ThreadUse::now());
+        }
+        done
+    }
+
+    fn finished_waiting(&mut self) -> bool {
         let now = Instant::now();
         if !matches!(self.last, Some(l) if now.duration_since(l) <= TICK) {
             if !self.flow.done_sending.load(Ordering::Acquire) {
@@ -121,6 +166,13 @@ pub struct Credit {
     since: Instant,
     pub start: Option<(Instant, u64)>,
     pub end: Option<(Instant, u64)>,
+    /// Time spent waiting for the window in the measured part, and the thread's CPU
+    /// time at its start and end: what the sender was busy with is the difference.
+    pub spun: Duration,
+    pub cpu_ns: (u64, u64),
+    /// Under callgrind, which runs one thread at a time: yield while waiting, so
+    /// that the receiver runs.
+    yielding: bool,
 }
 
 impl Credit {
@@ -133,17 +185,22 @@ impl Credit {
             since: Instant::now(),
             start: None,
             end: None,
+            spun: Duration::ZERO,
+            cpu_ns: (0, 0),
+            yielding: std::env::var_os("SOCKLOOP_B5_YIELD").is_some(),
         }
     }
 
     /// Waits (spinning) until a whole burst may be sent ([`BURST`] datagrams, or what
     /// is left); returns how many, 0 when all are sent. Whole bursts keep the
     /// batches of every sender alike, whatever the receiver's pace.
+    #[inline(never)]
     pub fn wait(&mut self) -> usize {
         let left = self.flow.total - self.sent;
         if left == 0 {
             return 0;
         }
+        let mut spinning: Option<Instant> = None;
         loop {
             let received = self.flow.received.load(Ordering::Acquire);
             if received != self.seen {
@@ -156,7 +213,14 @@ impl Credit {
                 .saturating_sub(self.written_off);
             let burst = left.min(BURST as u64);
             if in_flight + burst <= WINDOW {
+                if let Some(t) = spinning.filter(|_| self.start.is_some()) {
+                    self.spun += t.elapsed();
+                }
                 return burst as usize;
+            }
+            spinning.get_or_insert_with(Instant::now);
+            if self.yielding {
+                std::thread::yield_now();
             }
             if self.since.elapsed() > STALL {
                 self.written_off += in_flight;
@@ -171,9 +235,11 @@ impl Credit {
         self.sent += n as u64;
         if self.start.is_none() && self.sent >= self.flow.warm_up {
             self.start = Some((Instant::now(), alloc::allocations()));
+            self.cpu_ns.0 = ThreadUse::now().cpu_ns;
         }
         if self.sent >= self.flow.total && self.end.is_none() {
             self.end = Some((Instant::now(), alloc::allocations()));
+            self.cpu_ns.1 = ThreadUse::now().cpu_ns;
             self.flow.done_sending.store(true, Ordering::Release);
         }
     }
