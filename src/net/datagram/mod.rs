@@ -57,6 +57,7 @@ fn stale(operation: &'static str) -> Error {
 /// | local address | `IP_PKTINFO` / `IPV6_RECVPKTINFO` on a socket bound to a wildcard; one bound to an address, or connected, receives only what is sent to its own address |
 /// | truncation | `MSG_TRUNC`, reported as [`Message::truncated`] |
 /// | send | queued whole, then `sendmmsg` (32 a call), or one `sendmsg` with UDP GSO for a run of same-size datagrams to one destination |
+/// | full send buffer | what the kernel refuses stays queued (bounded: [`Builder::watermarks`](crate::Builder::watermarks)), and the socket is registered for writability until the queue is empty: a UDP socket is woken as writable whenever the kernel frees one of its datagrams, which would cost an event a turn to a socket that only sends |
 /// | trains | [`send_segments_to`](DatagramSocket::send_segments_to) with nothing queued on an unconnected socket: GSO sends from the caller's buffer during the call |
 /// | coalesced receive | UDP GRO when the read buffer holds 64 KiB; each datagram still its own message |
 /// | without batching | [`DatagramSocketControl::batching`]`(false)`: one `sendmsg` / `recvmsg` per datagram, into the read buffer |
