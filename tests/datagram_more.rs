@@ -1075,3 +1075,46 @@ fn sends_in_one_handler_call_keep_their_order_and_close_ends_them() {
     want_b.extend((0..5u8).map(|i| vec![200 + i; 30]));
     assert_eq!(read(&sink_b, want_b.len()), want_b);
 }
+
+/// Datagrams to alternating IPv6 destinations, some from a chosen source address,
+/// sent in one handler call leave in one `sendmmsg` (their addresses in their IPv6
+/// form) and arrive in order, each from the address it was sent from.
+#[test]
+fn a_batch_to_ipv6_destinations_leaves_in_one_call() {
+    let Ok(a) = UdpSocket::bind("[::1]:0") else {
+        println!("SKIP: no IPv6 loopback");
+        return;
+    };
+    let b = UdpSocket::bind("[::1]:0").unwrap();
+    let to = [a.local_addr().unwrap(), b.local_addr().unwrap()];
+    let mut r = Reactor::<Got>::new().unwrap();
+    let sender = DatagramSocket::bind(&mut r, "::", 0, record).unwrap();
+    r.set_timer(Duration::ZERO, move |r, _, _| {
+        for i in 0..20u8 {
+            if i % 5 == 0 {
+                let from = "::1".parse().unwrap();
+                sender
+                    .send_to_from(r, to[i as usize % 2], from, &[i; 40])
+                    .unwrap();
+            } else {
+                sender.send_to(r, to[i as usize % 2], &[i; 40]).unwrap();
+            }
+        }
+    });
+    let mut got = Got::new();
+    for _ in 0..5 {
+        r.turn(&mut got, Some(Duration::ZERO)).unwrap();
+    }
+    let info = sender.information(&r).unwrap();
+    assert_eq!((info.datagrams_sent, info.send_calls), (20, 1));
+    let port = info.local_address.unwrap().port();
+    for (k, sink) in [a, b].iter().enumerate() {
+        sink.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut buf = [0; 64];
+        for i in (0..20u8).filter(|i| *i as usize % 2 == k) {
+            let (n, from) = sink.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[i; 40], "datagram {i} to sink {k}");
+            assert_eq!(from, SocketAddr::new("::1".parse().unwrap(), port));
+        }
+    }
+}

@@ -446,7 +446,9 @@ fn run(config: &Config, report: &mut Report) {
          Instructions per datagram are user-space instructions of the sending and the \
          receiving thread (callgrind, at {counted} and {} datagrams, difference ÷ \
          {counted}), the sender's waits for the window taken out: the library's work and \
-         the loop around it, not the kernel's. \
+         the loop around it, not the kernel's. The sender's are the same from run to run; \
+         the receiver's depend on how many datagrams each wake-up finds, which callgrind's \
+         thread scheduling decides, and move by up to a fifth between runs. \
          Sender busy is the sending thread's CPU time per datagram over the measured part \
          without its waits for the window, receiver CPU the receiving thread's \
          (`/proc/thread-self/schedstat`): the side whose figure is near the wall time per \

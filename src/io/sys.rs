@@ -550,9 +550,9 @@ pub(crate) fn recv_from(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Rec
 /// Sends one datagram with `sendto`: no source address and no GSO, so no message
 /// header for the kernel to copy in.
 fn send_to_plain(socket: &impl AsRawFd, data: &[u8], to: Option<SocketAddr>) -> io::Result<usize> {
-    let name = to.map(socket2::SockAddr::from);
+    let name = to.map(RawAddr::new);
     let (ptr, len) = match &name {
-        Some(name) => (name.as_ptr().cast::<libc::sockaddr>(), name.len()),
+        Some((name, len)) => (name.as_ptr(), *len),
         None => (std::ptr::null(), 0),
     };
     // SAFETY: `data` is live for its length; `ptr` is null with a length of 0, or
@@ -785,66 +785,118 @@ pub(crate) struct Outgoing<'a> {
 /// The most datagrams [`send_mmsg`] passes in one call.
 pub(crate) const SEND_BATCH: usize = 32;
 
-/// The buffers one `msghdr` of an outgoing datagram points into.
-struct MsgParts {
-    name: Option<socket2::SockAddr>,
-    iov: libc::iovec,
-    control: ControlBuf,
+/// A socket address as the kernel takes it, written in place: a `sockaddr_in` or a
+/// `sockaddr_in6`, not a 128-byte storage to clear for each datagram.
+#[repr(C)]
+#[derive(Clone, Copy)]
+union RawAddr {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
 }
 
-impl MsgParts {
-    fn new(out: &Outgoing<'_>) -> MsgParts {
-        MsgParts {
-            name: out.to.map(socket2::SockAddr::from),
-            iov: libc::iovec {
-                iov_base: out.data.as_ptr().cast_mut().cast(),
-                iov_len: out.data.len(),
-            },
-            control: ControlBuf([0; 128]),
+impl RawAddr {
+    /// `addr` and the length of its form.
+    #[inline]
+    fn new(addr: SocketAddr) -> (RawAddr, libc::socklen_t) {
+        match addr {
+            SocketAddr::V4(a) => (
+                RawAddr {
+                    v4: libc::sockaddr_in {
+                        sin_family: libc::AF_INET as libc::sa_family_t,
+                        sin_port: a.port().to_be(),
+                        sin_addr: libc::in_addr {
+                            s_addr: u32::from(*a.ip()).to_be(),
+                        },
+                        sin_zero: [0; 8],
+                    },
+                },
+                mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            ),
+            SocketAddr::V6(a) => (
+                RawAddr {
+                    v6: libc::sockaddr_in6 {
+                        sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                        sin6_port: a.port().to_be(),
+                        sin6_flowinfo: a.flowinfo(),
+                        sin6_addr: libc::in6_addr {
+                            s6_addr: a.ip().octets(),
+                        },
+                        sin6_scope_id: a.scope_id(),
+                    },
+                },
+                mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            ),
         }
     }
 
-    /// A `msghdr` over these parts, with an `IP_PKTINFO` / `IPV6_PKTINFO` control
-    /// message for `from` and a `UDP_SEGMENT` one for `segment`. The parts must stay
-    /// where they are while it is used.
-    fn msghdr(&mut self, from: Option<IpAddr>, segment: Option<u16>) -> libc::msghdr {
-        // SAFETY: msghdr is plain integers and pointers; all-zero (null, 0) is valid.
-        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-        if let Some(name) = &self.name {
-            msg.msg_name = name.as_ptr().cast_mut().cast();
-            msg.msg_namelen = name.len();
-        }
-        msg.msg_iov = &mut self.iov;
-        msg.msg_iovlen = 1;
-        if from.is_none() && segment.is_none() {
-            return msg;
-        }
-        msg.msg_control = self.control.0.as_mut_ptr().cast();
-        msg.msg_controllen = self.control.0.len() as _;
-        let mut used = 0;
-        // SAFETY: msg_control points to the 128-byte, 8-aligned control buffer and
-        // msg_controllen says so while the messages are written; a pktinfo and a
-        // UDP_SEGMENT message take at most 40 + 24 bytes, so each header and payload
-        // written through CMSG_FIRSTHDR / CMSG_NXTHDR / CMSG_DATA stays in it (the
-        // buffer is zeroed, as CMSG_NXTHDR expects).
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            if let Some(from) = from {
-                used += write_pktinfo(cmsg, from);
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-            if let Some(segment) = segment {
-                let size = mem::size_of::<u16>() as u32;
-                (*cmsg).cmsg_level = libc::SOL_UDP;
-                (*cmsg).cmsg_type = UDP_SEGMENT;
-                (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
-                libc::CMSG_DATA(cmsg).cast::<u16>().write_unaligned(segment);
-                used += libc::CMSG_SPACE(size);
-            }
-        }
-        msg.msg_controllen = used as _;
-        msg
+    fn as_ptr(&self) -> *const libc::sockaddr {
+        (self as *const RawAddr).cast()
     }
+}
+
+/// Points `msg` at `control` holding an `IP_PKTINFO` / `IPV6_PKTINFO` control message
+/// for `from` and a `UDP_SEGMENT` one for `segment`; leaves `msg` without control
+/// messages (and `control` untouched) when neither is given. `control` must stay
+/// where it is while `msg` is used.
+fn set_control(
+    msg: &mut libc::msghdr,
+    control: &mut mem::MaybeUninit<ControlBuf>,
+    from: Option<IpAddr>,
+    segment: Option<u16>,
+) {
+    if from.is_none() && segment.is_none() {
+        return;
+    }
+    let control = control.write(ControlBuf([0; 128]));
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len() as _;
+    let mut used = 0;
+    // SAFETY: msg_control points to the 128-byte, 8-aligned control buffer and
+    // msg_controllen says so while the messages are written; a pktinfo and a
+    // UDP_SEGMENT message take at most 40 + 24 bytes, so each header and payload
+    // written through CMSG_FIRSTHDR / CMSG_NXTHDR / CMSG_DATA stays in it (the buffer
+    // is zeroed, as CMSG_NXTHDR expects).
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        if let Some(from) = from {
+            used += write_pktinfo(cmsg, from);
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+        if let Some(segment) = segment {
+            let size = mem::size_of::<u16>() as u32;
+            (*cmsg).cmsg_level = libc::SOL_UDP;
+            (*cmsg).cmsg_type = UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+            libc::CMSG_DATA(cmsg).cast::<u16>().write_unaligned(segment);
+            used += libc::CMSG_SPACE(size);
+        }
+    }
+    msg.msg_controllen = used as _;
+}
+
+/// A `msghdr` for one outgoing datagram: its destination in `name` (none on a
+/// connected socket), its bytes through `iov`, its control messages in `control`.
+/// The three must stay where they are while the header is used.
+fn out_msghdr(
+    out: &Outgoing<'_>,
+    name: &mut mem::MaybeUninit<RawAddr>,
+    iov: &mut mem::MaybeUninit<libc::iovec>,
+    control: &mut mem::MaybeUninit<ControlBuf>,
+) -> libc::msghdr {
+    // SAFETY: msghdr is plain integers and pointers; all-zero (null, 0) is valid.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    if let Some(to) = out.to {
+        let (addr, len) = RawAddr::new(to);
+        msg.msg_name = name.write(addr) as *mut RawAddr as *mut libc::c_void;
+        msg.msg_namelen = len;
+    }
+    msg.msg_iov = iov.write(libc::iovec {
+        iov_base: out.data.as_ptr().cast_mut().cast(),
+        iov_len: out.data.len(),
+    });
+    msg.msg_iovlen = 1;
+    set_control(&mut msg, control, out.from, out.segment);
+    msg
 }
 
 /// Writes an `IP_PKTINFO` or `IPV6_PKTINFO` control message asking for source
@@ -904,11 +956,15 @@ pub(crate) fn send_msg(socket: &impl AsRawFd, out: &Outgoing<'_>) -> io::Result<
     if out.from.is_none() && out.segment.is_none() {
         return send_to_plain(socket, out.data, out.to);
     }
-    let mut parts = MsgParts::new(out);
-    let msg = parts.msghdr(out.from, out.segment);
-    // SAFETY: every pointer in `msg` points into `parts` or `out.data` (the
-    // destination address, one iovec, the control bytes), with the lengths given next
-    // to them, all outliving the call; the kernel only reads them.
+    let (mut name, mut iov, mut control) = (
+        mem::MaybeUninit::uninit(),
+        mem::MaybeUninit::uninit(),
+        mem::MaybeUninit::uninit(),
+    );
+    let msg = out_msghdr(out, &mut name, &mut iov, &mut control);
+    // SAFETY: every pointer in `msg` points into `name`, `iov`, `control` (written by
+    // `out_msghdr` where it points) or `out.data`, with the lengths given next to them,
+    // all outliving the call; the kernel only reads them.
     let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
     if n < 0 {
         return Err(io::Error::last_os_error());
@@ -916,37 +972,55 @@ pub(crate) fn send_msg(socket: &impl AsRawFd, out: &Outgoing<'_>) -> io::Result<
     Ok(n as usize)
 }
 
-/// Sends up to [`SEND_BATCH`] datagrams with one `sendmmsg`, each as [`send_msg`]
-/// would. Returns how many the kernel took, from the first on; an error means the
-/// first was not sent (the error of a later one comes back with the next call).
-pub(crate) fn send_mmsg(socket: &impl AsRawFd, batch: &[Outgoing<'_>]) -> io::Result<usize> {
-    let batch = &batch[..batch.len().min(SEND_BATCH)];
-    let mut parts: [Option<MsgParts>; SEND_BATCH] = std::array::from_fn(|_| None);
-    for (slot, out) in parts.iter_mut().zip(batch) {
-        *slot = Some(MsgParts::new(out));
+/// An array whose elements are written before they are read.
+fn uninit_array<T, const N: usize>() -> [mem::MaybeUninit<T>; N] {
+    // SAFETY: an array of `MaybeUninit` is valid uninitialized: each element says
+    // itself whether it holds a value.
+    unsafe { mem::MaybeUninit::uninit().assume_init() }
+}
+
+/// Sends up to [`SEND_BATCH`] datagrams of `batch` with one `sendmmsg`, each as
+/// [`send_msg`] would. Returns how many the kernel took, from the first on; an error
+/// means the first was not sent (the error of a later one comes back with the next
+/// call). The headers are on the stack and only what each datagram uses is written:
+/// its address in its own form, its iovec, and control messages only when it has a
+/// source address or a segment size.
+pub(crate) fn send_mmsg<'a>(
+    socket: &impl AsRawFd,
+    batch: impl IntoIterator<Item = Outgoing<'a>>,
+) -> io::Result<usize> {
+    let mut names = uninit_array::<RawAddr, SEND_BATCH>();
+    let mut iovs = uninit_array::<libc::iovec, SEND_BATCH>();
+    let mut controls = uninit_array::<ControlBuf, SEND_BATCH>();
+    let mut msgs = uninit_array::<libc::mmsghdr, SEND_BATCH>();
+    let mut n = 0;
+    for (i, out) in batch.into_iter().take(SEND_BATCH).enumerate() {
+        let msg_hdr = out_msghdr(&out, &mut names[i], &mut iovs[i], &mut controls[i]);
+        msgs[i].write(libc::mmsghdr {
+            msg_hdr,
+            msg_len: 0,
+        });
+        n = i + 1;
     }
-    // SAFETY: mmsghdr is a msghdr and an integer; all-zero (null, 0) is valid.
-    let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { mem::zeroed() };
-    for ((msg, part), out) in msgs.iter_mut().zip(parts.iter_mut()).zip(batch) {
-        if let Some(part) = part {
-            msg.msg_hdr = part.msghdr(out.from, out.segment);
-        }
+    if n == 0 {
+        return Ok(0);
     }
-    // SAFETY: the first `batch.len()` headers point into `parts` and the batch's data
-    // (addresses, iovecs, control bytes), which stay in place and alive for the call;
-    // the kernel reads those and writes only each header's `msg_len`.
-    let n = unsafe {
+    // SAFETY: the first `n` headers are initialized and point into `names`, `iovs`,
+    // `controls` (each written where it is pointed at) and the batch's data, which stay
+    // in place and alive for the call; the kernel reads those and writes only each
+    // header's `msg_len`.
+    let sent = unsafe {
         libc::sendmmsg(
             socket.as_raw_fd(),
-            msgs.as_mut_ptr(),
-            batch.len() as _,
+            msgs.as_mut_ptr().cast::<libc::mmsghdr>(),
+            n as _,
             libc::MSG_NOSIGNAL,
         )
     };
-    if n < 0 {
+    if sent < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(n as usize)
+    Ok(sent as usize)
 }
 
 #[cfg(test)]

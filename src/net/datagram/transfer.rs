@@ -28,14 +28,6 @@ const PER_DATAGRAM: usize = 256;
 /// later ones are logged.
 const MAX_ERRORS: usize = 64;
 
-/// A free slot of a send batch.
-const EMPTY: sys::Outgoing<'static> = sys::Outgoing {
-    data: &[],
-    to: None,
-    from: None,
-    segment: None,
-};
-
 /// A free slot of a receive batch.
 const NOTHING: sys::Received = sys::Received {
     len: 0,
@@ -902,23 +894,17 @@ fn send_front(
         };
         return sys::send_msg(io, &one).map(|_| 1);
     }
-    let mut batch = [EMPTY; sys::SEND_BATCH];
-    let mut n = 0;
-    for ((queued, data), slot) in out.first(limit).zip(&mut batch) {
-        *slot = sys::Outgoing {
+    // (Two at least: a single datagram went above.)
+    counters.send_calls += 1;
+    sys::send_mmsg(
+        io,
+        out.first(limit).map(|(queued, data)| sys::Outgoing {
             data,
             to: queued.to,
             from: queued.from,
             segment: None,
-        };
-        n += 1;
-    }
-    counters.send_calls += 1;
-    if n == 1 {
-        sys::send_msg(io, &batch[0]).map(|_| 1)
-    } else {
-        sys::send_mmsg(io, &batch[..n])
-    }
+        }),
+    )
 }
 
 /// Datagram sockets, as the loop sees them.
