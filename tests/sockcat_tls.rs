@@ -22,19 +22,9 @@ use util::tls::{provider, Pki};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// The example's binary, next to this test's (`target/<profile>/examples/sockcat`).
+/// The example's binary (see [`util::example`]).
 fn sockcat() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("examples").join("sockcat");
-    if path.exists() {
-        Some(path)
-    } else {
-        println!(
-            "skipping: {} is not built (cargo build --example sockcat)",
-            path.display()
-        );
-        None
-    }
+    util::example("sockcat")
 }
 
 fn rustls_server(pki: &Pki) -> Arc<ServerConfig> {

@@ -7,6 +7,8 @@
 //! sockcat_udp` alone, build it first (`cargo build --example sockcat`), or the tests
 //! say they skipped.
 
+mod util;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::UdpSocket;
 use std::path::PathBuf;
@@ -17,19 +19,9 @@ use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// The example's binary, next to this test's (`target/<profile>/examples/sockcat`).
+/// The example's binary (see [`util::example`]).
 fn sockcat() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("examples").join("sockcat");
-    if path.exists() {
-        Some(path)
-    } else {
-        println!(
-            "SKIP: {} is not built (cargo build --example sockcat)",
-            path.display()
-        );
-        None
-    }
+    util::example("sockcat")
 }
 
 fn spawn(args: &[&str]) -> Option<Child> {

@@ -230,6 +230,17 @@ fn solo(args: &[String]) {
     ]);
 }
 
+/// The arguments that run one row alone for `count` datagrams (under a tool).
+fn solo_args(row: &Row, payload: usize, count: u64) -> [String; 5] {
+    [
+        "--solo".into(),
+        "b5".into(),
+        row.key.into(),
+        payload.to_string(),
+        count.to_string(),
+    ]
+}
+
 /// System calls per datagram of one row, from `strace -f -c` at `n` and `2n`: the
 /// total, the send and receive calls, and the calls made at least once in 200
 /// datagrams. Datagrams lost under strace (which slows the receiver) make fewer
@@ -248,13 +259,7 @@ fn syscalls(row: &Row, payload: usize, n: u64) -> Option<(f64, f64, f64, String)
             .args(["-f", "-c", "-o"])
             .arg(&path)
             .arg(&exe)
-            .args([
-                "--solo",
-                "b5",
-                row.key,
-                &payload.to_string(),
-                &count.to_string(),
-            ])
+            .args(solo_args(row, payload, count))
             .stderr(std::process::Stdio::inherit())
             .output()
             .ok()?;
@@ -309,13 +314,7 @@ fn instructions(row: &Row, payload: usize, n: u64) -> Option<(f64, f64)> {
             .args(["--tool=callgrind", "--separate-threads=yes"])
             .arg(format!("--callgrind-out-file={}/out", dir.display()))
             .arg(&exe)
-            .args([
-                "--solo",
-                "b5",
-                row.key,
-                &payload.to_string(),
-                &count.to_string(),
-            ])
+            .args(solo_args(row, payload, count))
             .env("SOCKLOOP_B5_YIELD", "1")
             .stderr(std::process::Stdio::null())
             .output()

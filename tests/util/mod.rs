@@ -369,3 +369,20 @@ impl Pattern {
 pub fn closed(events: &[Ev]) -> bool {
     events.iter().any(|e| matches!(e, Ev::Closed(_)))
 }
+
+/// An example's binary, next to the test's (`target/<profile>/examples/<name>`): built
+/// by `cargo test` before the tests run. `None`, with the reason printed, when it is not
+/// built (`cargo test --test X` alone does not build examples).
+pub fn example(name: &str) -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("examples").join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        println!(
+            "SKIP: {} is not built (cargo build --example {name})",
+            path.display()
+        );
+        None
+    }
+}
