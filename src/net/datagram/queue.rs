@@ -98,12 +98,7 @@ impl SendQueue {
     /// not ended by a shorter datagram, and not longer than the run's datagrams (a
     /// zero-length one never joins). Returns whether it did.
     #[inline]
-    pub(crate) fn join(
-        &mut self,
-        data: &[u8],
-        to: Option<SocketAddr>,
-        from: Option<IpAddr>,
-    ) -> bool {
+    fn join(&mut self, data: &[u8], to: Option<SocketAddr>, from: Option<IpAddr>) -> bool {
         let Some(run) = self.runs.back_mut() else {
             return false;
         };

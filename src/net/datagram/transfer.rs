@@ -81,7 +81,7 @@ impl DatagramSocket {
         to: SocketAddr,
         data: &[u8],
     ) -> Result<(), Error> {
-        reactor.datagram_send_joining(self.0, Some(to), data, "send to")
+        reactor.datagram_send_in_call(self.0, Some(to), data, "send to")
     }
 
     /// [`send_to`](Self::send_to) from the local address `from`: the way a server
@@ -110,7 +110,7 @@ impl DatagramSocket {
     ///
     /// As [`send_to`](Self::send_to); `InvalidState` if the socket is not connected.
     pub fn send<S: 'static>(self, reactor: &mut Reactor<S>, data: &[u8]) -> Result<(), Error> {
-        reactor.datagram_send_joining(self.0, None, data, "send")
+        reactor.datagram_send_in_call(self.0, None, data, "send")
     }
 
     /// Sends `data` to `to` as a train of datagrams of `segment_size` bytes each (the
@@ -208,12 +208,26 @@ fn destination(
     operation: &'static str,
 ) -> Result<Option<SocketAddr>, Error> {
     // The usual cases first, without building anything.
-    match (to, phase) {
-        (Some(SocketAddr::V4(v4)), Phase::Open) if !ipv6 => return Ok(Some(SocketAddr::V4(v4))),
-        (None, Phase::Open) if remote.is_some() => return Ok(None),
-        _ => {}
+    if destination_as_is(ipv6, phase, remote, to) {
+        return Ok(to);
     }
     destination_other(ipv6, phase, remote, to, operation)
+}
+
+/// Whether [`destination`] is `to` as given (its usual cases): an IPv4 address from
+/// an open IPv4 socket, or none from a connected one.
+#[inline]
+fn destination_as_is(
+    ipv6: bool,
+    phase: Phase,
+    remote: Option<SocketAddr>,
+    to: Option<SocketAddr>,
+) -> bool {
+    match (to, phase) {
+        (Some(SocketAddr::V4(_)), Phase::Open) => !ipv6,
+        (None, Phase::Open) => remote.is_some(),
+        _ => false,
+    }
 }
 
 #[inline(never)]
@@ -277,13 +291,14 @@ fn too_long(segment: usize, to: Option<SocketAddr>, operation: &'static str) -> 
 }
 
 impl<S: 'static> Reactor<S> {
-    /// A datagram sent from a handler after others the same way: it joins the run
-    /// they are queued in, without the general path's checks, which held for the
-    /// run's first datagram and hold still (the socket was open and its flush queued
-    /// for this call then, and is open now; the destination is as it was). Anything
+    /// A datagram sent from a handler call whose flush is already queued (the usual
+    /// case: the call sent one before): queued at once, without the general path's
+    /// work for a first send (staging, flush scheduling, direct trains), when what
+    /// that path would check holds — the socket open, the destination usable as is,
+    /// the length under IPv4's limit and the queue under its high watermark. Anything
     /// else takes the general path.
     #[inline]
-    fn datagram_send_joining(
+    fn datagram_send_in_call(
         &mut self,
         key: Key,
         to: Option<SocketAddr>,
@@ -292,20 +307,15 @@ impl<S: 'static> Reactor<S> {
     ) -> Result<(), Error> {
         let (limit, high) = (self.config.write_limit, self.config.high_watermark);
         if let Some(Source::Datagram(st)) = self.sources.get_mut(key) {
-            let usual = match to {
-                Some(SocketAddr::V4(_)) => !st.ipv6,
-                None => st.remote.is_some(),
-                Some(SocketAddr::V6(_)) => false,
-            };
             let len = st.out.len() + data.len();
+            // (`destination_as_is` holds only for an open socket.)
             if st.dirty
-                && st.phase == Phase::Open
-                && usual
+                && destination_as_is(st.ipv6, st.phase, st.remote, to)
                 && data.len() <= MAX_PAYLOAD_V4
                 && len <= limit
                 && len <= high
-                && st.out.join(data, to, None)
             {
+                st.out.push(data, to, None);
                 return Ok(());
             }
         }
